@@ -1,0 +1,35 @@
+"""Admin API: configure a tenant's wrapping key (probe first), and show its config and status.
+
+Also serves API Gateway's ``$default`` route, so unknown routes get the API's error model.
+"""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response
+from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.provider_config import ConfigureRequest
+from tenant_kms.service import TenantKms
+from tenant_kms.settings import Settings
+
+settings = Settings.from_env()
+service = TenantKms(settings)
+app = admin_resolver()
+
+
+@app.put("/tenants/<tenant_id>/kms")
+def configure(tenant_id: str, request: ConfigureRequest):
+    config = request.validated_config()
+    return json_response(200, service.configure(tenant_id, request.provider, config, actor=current_caller(app).actor))
+
+
+@app.get("/tenants/<tenant_id>/kms")
+def show(tenant_id: str):
+    return json_response(200, service.config_view(tenant_id))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)

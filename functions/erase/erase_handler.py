@@ -1,0 +1,27 @@
+"""Admin API: erase a tenant. Its wrapped keys are deleted first, so its data is unreadable
+by anyone from that moment, the operator included."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, no_content
+from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.service import TenantKms
+from tenant_kms.settings import Settings
+
+settings = Settings.from_env()
+service = TenantKms(settings)
+app = admin_resolver()
+
+
+@app.delete("/tenants/<tenant_id>")
+def erase(tenant_id: str):
+    service.erase(tenant_id, actor=current_caller(app).actor)
+    return no_content()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)

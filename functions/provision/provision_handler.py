@@ -1,0 +1,39 @@
+"""Admin API: provision a new key version, list versions, destroy a retired version."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_kms.errors import InvalidRequest
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, no_content
+from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.service import TenantKms
+from tenant_kms.settings import Settings
+
+settings = Settings.from_env()
+service = TenantKms(settings)
+app = admin_resolver()
+
+
+@app.post("/tenants/<tenant_id>/keys")
+def provision(tenant_id: str):
+    return json_response(201, service.provision(tenant_id, actor=current_caller(app).actor))
+
+
+@app.get("/tenants/<tenant_id>/keys")
+def list_versions(tenant_id: str):
+    return json_response(200, {"versions": service.list_versions(tenant_id)})
+
+
+@app.delete("/tenants/<tenant_id>/keys/<version>")
+def destroy(tenant_id: str, version: int):
+    if version < 1:
+        raise InvalidRequest("version must be a positive whole number")
+    service.destroy_version(tenant_id, version, actor=current_caller(app).actor)
+    return no_content()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)

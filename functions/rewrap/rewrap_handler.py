@@ -1,0 +1,33 @@
+"""Moves records from retired key versions to the active one: per tenant from the admin
+API (202, resumable), and for every tenant with pending records on the schedule."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response
+from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.schedule import deadline, is_scheduled, run_until_deadline
+from tenant_kms.service import TenantKms
+from tenant_kms.settings import Settings
+
+settings = Settings.from_env()
+service = TenantKms(settings)
+app = admin_resolver()
+
+
+@app.post("/tenants/<tenant_id>/rewrap")
+def rewrap(tenant_id: str):
+    progress = service.rewrap(tenant_id, actor=current_caller(app).actor, should_stop=deadline(app.lambda_context))
+    return json_response(202, progress)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if is_scheduled(event):
+        stop = deadline(context)
+        return run_until_deadline(
+            service.tenants_pending_rewrap(), lambda t: service.rewrap(t, actor="schedule", should_stop=stop), context
+        )
+    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)

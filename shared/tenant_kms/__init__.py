@@ -1,0 +1,1 @@
+"""Tenant KMS domain core: tenant master keys, their versions, and the records they seal."""

@@ -1,0 +1,65 @@
+"""Domain errors. Each carries its stable code and HTTP status; they are mapped to
+responses in one place (``tenant_kms.api`` for HTTP, ``tenant_kms.invoke`` for direct invoke).
+Messages never carry key material."""
+
+from __future__ import annotations
+
+
+class TenantKmsError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class InvalidRequest(TenantKmsError):
+    code, status = "invalid_request", 400
+
+
+class StaticCredentialsRejected(TenantKmsError):
+    code, status = "static_credentials_rejected", 400
+
+
+class Unauthorized(TenantKmsError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(TenantKmsError):
+    code, status = "forbidden", 403
+
+
+class NotFound(TenantKmsError):
+    code, status = "not_found", 404
+
+
+class MethodNotAllowed(TenantKmsError):
+    code, status = "method_not_allowed", 405
+
+
+class Conflict(TenantKmsError):
+    code, status = "conflict", 409
+
+
+class PayloadTooLarge(TenantKmsError):
+    code, status = "payload_too_large", 413
+
+
+class UnsupportedMediaType(TenantKmsError):
+    code, status = "unsupported_media_type", 415
+
+
+class VerificationFailed(TenantKmsError):
+    code, status = "verification_failed", 422
+
+
+class Sealed(TenantKmsError):
+    code, status = "sealed", 423
+
+
+class ProviderUnavailable(TenantKmsError):
+    code, status = "provider_unavailable", 503

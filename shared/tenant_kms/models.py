@@ -1,0 +1,91 @@
+"""DynamoDB items, through pynamodb. The tables themselves are declared in template.yaml,
+which is the one source of truth for their key schemas (the tests create the tables from it
+and check these models against it).
+
+Endpoints are never set here: botocore resolves them from the standard
+``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL`` settings.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.models import Model
+
+from tenant_kms.settings import Settings
+
+
+class TenantConfig(Model):
+    """One row per tenant: the chosen provider config and the tenant's key status."""
+
+    class Meta:
+        table_name = "unbound"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    provider = UnicodeAttribute()
+    config = JSONAttribute()
+    status = UnicodeAttribute()  # active | sealed | erasing
+    active_version = NumberAttribute()
+    revision = NumberAttribute()  # bumped by every change; guards read-then-write
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    sealed_reason = UnicodeAttribute(null=True)
+    sealed_at = UnicodeAttribute(null=True)
+    last_verified_at = UnicodeAttribute(null=True)
+    last_verify_error = UnicodeAttribute(null=True)
+
+
+class KeyVersion(Model):
+    """One row per TMK version. The wrapped key is the only copy of the key; deleting it is
+    cryptographic erasure of every record the version sealed."""
+
+    class Meta:
+        table_name = "unbound"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute(range_key=True)
+    status = UnicodeAttribute()  # active | retired | destroyed
+    provider = UnicodeAttribute()
+    provider_config = JSONAttribute()  # the config this version was wrapped under
+    key_id = UnicodeAttribute()  # resolved id of the wrapping key
+    key_uid = UnicodeAttribute()  # random; tells a re-created version apart in caches
+    wrapped_key = BinaryAttribute(legacy_encoding=False, null=True)
+    records = NumberAttribute(default=0)  # records sealed under this version
+    created_at = UnicodeAttribute()
+    retired_at = UnicodeAttribute(null=True)
+    destroyed_at = UnicodeAttribute(null=True)
+
+
+class TenantRecord(Model):
+    """A tenant data record, sealed with AES-256-GCM under one TMK version."""
+
+    class Meta:
+        table_name = "unbound"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute(range_key=True)
+    version = NumberAttribute()
+    ciphertext = BinaryAttribute(legacy_encoding=False)
+    revision = NumberAttribute()  # bumped by every write; rewrap only replaces what it read
+    updated_at = UnicodeAttribute()
+
+
+MODELS = (TenantConfig, KeyVersion, TenantRecord)
+
+
+def bind_tables(settings: Settings) -> Connection:
+    """Point the models at this deployment's tables; returns a connection for transactions."""
+    for model, table in (
+        (TenantConfig, settings.config_table),
+        (KeyVersion, settings.key_version_table),
+        (TenantRecord, settings.tenant_data_table),
+    ):
+        model.Meta.table_name = table
+        model.Meta.region = settings.region
+        model._connection = None  # rebuilt lazily for the new table name
+    return Connection(region=settings.region)

@@ -1,0 +1,58 @@
+"""Logging, metrics, tracing and the audit trail, from Powertools.
+
+One instance of each per process. Audit entries name who did what to which tenant key
+(actor, tenant, version, provider, outcome); they never carry key material.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from tenant_kms.errors import TenantKmsError
+
+SERVICE = "tenant-kms"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace="TenantKMS", service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+def count(name: str, value: float = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def milliseconds(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+
+
+class Audit:
+    """Writes one structured entry per key operation, whatever its outcome."""
+
+    def __init__(self, log: Logger = logger) -> None:
+        self._log = log
+
+    @contextmanager
+    def operation(self, action: str, *, actor: str, tenant_id: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        entry: dict[str, Any] = {"action": action, "actor": actor, "tenant_id": tenant_id, "version": None,
+                                 "provider": None, **fields}
+        try:
+            yield entry
+        except TenantKmsError as exc:
+            entry.update(outcome=exc.code, reason=exc.message)
+            self._log.warning(f"audit {action} {exc.code}", audit=entry)
+            raise
+        except Exception as exc:
+            entry.update(outcome="error", reason=type(exc).__name__)
+            self._log.error(f"audit {action} error", audit=entry)
+            raise
+        else:
+            entry.setdefault("outcome", "success")
+            self._log.info(f"audit {action} {entry['outcome']}", audit=entry)
+
+    def event(self, action: str, *, actor: str, tenant_id: str, **fields: Any) -> None:
+        self._log.info(f"audit {action}", audit={"action": action, "actor": actor, "tenant_id": tenant_id, **fields})

@@ -1,0 +1,574 @@
+"""The tenant master key lifecycle (DESIGN §2): configure, verify, provision, unwrap,
+seal, destroy, erase, and the tenant data records the keys seal.
+
+Every multi-item change is one DynamoDB transaction with conditions, so concurrent callers
+and crashes leave either the old state or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kms_wrapping import (
+    KeyAccessRefused,
+    KeyWrapper,
+    ProviderNotAvailable,
+    ProviderRegistry,
+    WrapContext,
+    WrappedKey,
+)
+from kms_wrapping import ProviderUnavailable as WrapperUnavailable
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from tenant_kms.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ProviderUnavailable,
+    Sealed,
+    VerificationFailed,
+)
+from tenant_kms.keyring import Clock, SessionCache, SessionKey
+from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord, bind_tables
+from tenant_kms.observability import Audit, count, milliseconds
+from tenant_kms.providers import build_registry, session_ttl
+from tenant_kms.sealing import open_record, seal_record
+from tenant_kms.settings import Settings
+
+ACTIVE, RETIRED, DESTROYED = "active", "retired", "destroyed"
+SEALED, ERASING = "sealed", "erasing"
+WRITE_ATTEMPTS = 5
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class TenantKms:
+    """One per function instance: holds the provider adapters and the session cache."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ProviderRegistry | None = None,
+        clock: Clock = time.time,
+        audit: Audit | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or build_registry(settings)
+        self.clock = clock
+        self.cache = SessionCache(lambda: self.clock())
+        self.audit = audit or Audit()
+        self.connection = bind_tables(settings)
+
+    # ------------------------------------------------------------------ reads
+
+    def _config(self, tenant_id: str) -> TenantConfig | None:
+        try:
+            config = TenantConfig.get(tenant_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return None if config.status == ERASING else config
+
+    def _require_config(self, tenant_id: str) -> TenantConfig:
+        config = self._config(tenant_id)
+        if config is None:
+            raise NotFound(f"tenant {tenant_id} has no master key")
+        return config
+
+    def _version(self, tenant_id: str, version: int) -> KeyVersion:
+        try:
+            row = KeyVersion.get(tenant_id, version, consistent_read=True)
+        except DoesNotExist:
+            raise NotFound(f"tenant {tenant_id} has no key version {version}") from None
+        if row.status == DESTROYED:
+            raise NotFound(f"key version {version} of tenant {tenant_id} was destroyed")
+        return row
+
+    def config_view(self, tenant_id: str) -> dict[str, Any]:
+        config = self._config(tenant_id)
+        if config is None:
+            return {
+                "tenant_id": tenant_id, "provider": None, "config": None, "status": "unconfigured",
+                "sealed_reason": None, "active_version": None, "last_verified_at": None,
+                "last_verify_error": None, "session_ttl_seconds": None,
+            }
+        return {
+            "tenant_id": tenant_id,
+            "provider": config.provider,
+            "config": config.config,
+            "status": config.status,
+            "sealed_reason": config.sealed_reason,
+            "sealed_at": config.sealed_at,
+            "active_version": config.active_version,
+            "last_verified_at": config.last_verified_at,
+            "last_verify_error": config.last_verify_error,
+            "session_ttl_seconds": session_ttl(self.settings, config.provider),
+        }
+
+    def list_versions(self, tenant_id: str) -> list[dict[str, Any]]:
+        return [_version_view(row) for row in KeyVersion.query(tenant_id, consistent_read=True)]
+
+    # ------------------------------------------------------------- providers
+
+    def _wrapper(self, provider: str, config: Mapping[str, Any]) -> KeyWrapper:
+        try:
+            return self.registry.wrapper_for(provider, config)
+        except ProviderNotAvailable:
+            raise InvalidRequest(f"provider {provider} is not available in this deployment") from None
+
+    def _record_verify_error(self, existing: TenantConfig | None, message: str) -> None:
+        if existing is None:
+            return
+        try:
+            existing.update(
+                actions=[TenantConfig.last_verify_error.set(message[:500])],
+                condition=TenantConfig.tenant_id.exists(),
+            )
+        except UpdateError:
+            pass  # the row went away meanwhile: nothing left to annotate
+
+    def _probe(self, tenant_id: str, provider: str, wrapper: KeyWrapper, existing: TenantConfig | None) -> None:
+        started = time.perf_counter()
+        try:
+            wrapper.probe(tenant_id)
+        except KeyAccessRefused as exc:
+            self._record_verify_error(existing, f"{provider}: {exc}")
+            raise VerificationFailed(f"probe against {provider} failed: {exc}") from None
+        except WrapperUnavailable as exc:
+            self._record_verify_error(existing, f"{provider}: {exc}")
+            raise ProviderUnavailable(f"{provider} did not answer the probe: {exc}") from None
+        finally:
+            milliseconds("ProviderLatency", (time.perf_counter() - started) * 1000)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def configure(self, tenant_id: str, provider: str, config: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        """Validate (done by the caller) -> probe -> apply -> provision, as one step."""
+        with self.audit.operation("configure", actor=actor, tenant_id=tenant_id, provider=provider) as entry:
+            wrapper = self._wrapper(provider, config)
+            existing = self._existing_config(tenant_id)
+            self._probe(tenant_id, provider, wrapper, existing)
+            entry["version"] = self._provision(tenant_id, provider, dict(config), wrapper, existing, verified=True)
+        return self.config_view(tenant_id)
+
+    def provision(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
+        """A new version under the current config; an unconfigured tenant gets the global default."""
+        existing = self._existing_config(tenant_id)
+        if existing is None:
+            self.configure(tenant_id, "global", {}, actor=actor)
+            return {"version": self._require_config(tenant_id).active_version, "status": ACTIVE}
+        with self.audit.operation("provision", actor=actor, tenant_id=tenant_id, provider=existing.provider) as entry:
+            if existing.status == SEALED:
+                raise Sealed(f"tenant {tenant_id} is sealed: {existing.sealed_reason}")
+            wrapper = self._wrapper(existing.provider, existing.config)
+            entry["version"] = self._provision(tenant_id, existing.provider, existing.config, wrapper, existing)
+        return {"version": entry["version"], "status": ACTIVE}
+
+    def _existing_config(self, tenant_id: str) -> TenantConfig | None:
+        try:
+            existing = TenantConfig.get(tenant_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if existing.status == ERASING:
+            raise Conflict(f"tenant {tenant_id} is being erased")
+        return existing
+
+    def _provision(
+        self,
+        tenant_id: str,
+        provider: str,
+        config: dict[str, Any],
+        wrapper: KeyWrapper,
+        existing: TenantConfig | None,
+        *,
+        verified: bool = False,
+    ) -> int:
+        """Create version n+1, make it active and retire n, atomically."""
+        previous = existing.active_version if existing else 0
+        version = previous + 1
+        tmk = secrets.token_bytes(32)
+        try:
+            wrapped = wrapper.wrap(tmk, WrapContext(tenant_id, version))
+        except KeyAccessRefused as exc:
+            self._record_verify_error(existing, f"{provider}: {exc}")
+            raise VerificationFailed(f"{provider} refused to wrap the new key: {exc}") from None
+        except WrapperUnavailable as exc:
+            raise ProviderUnavailable(f"{provider} did not answer: {exc}") from None
+        now = iso(self.clock())
+        key_uid = uuid.uuid4().hex
+        row = KeyVersion(
+            tenant_id, version, status=ACTIVE, provider=provider, provider_config=config,
+            key_id=wrapped.key_id, key_uid=key_uid, wrapped_key=wrapped.ciphertext, records=0, created_at=now,
+        )
+        try:
+            with TransactWrite(connection=self.connection) as tx:
+                if existing is None:
+                    tx.save(
+                        TenantConfig(
+                            tenant_id, provider=provider, config=config, status=ACTIVE, active_version=version,
+                            revision=1, created_at=now, updated_at=now, last_verified_at=now if verified else None,
+                        ),
+                        condition=TenantConfig.tenant_id.does_not_exist(),
+                    )
+                else:
+                    actions = [
+                        TenantConfig.provider.set(provider),
+                        TenantConfig.config.set(config),
+                        TenantConfig.active_version.set(version),
+                        TenantConfig.revision.add(1),
+                        TenantConfig.updated_at.set(now),
+                    ]
+                    if verified:
+                        actions += [
+                            TenantConfig.status.set(ACTIVE),
+                            TenantConfig.sealed_reason.remove(),
+                            TenantConfig.sealed_at.remove(),
+                            TenantConfig.last_verified_at.set(now),
+                            TenantConfig.last_verify_error.remove(),
+                        ]
+                    tx.update(existing, actions=actions, condition=TenantConfig.revision == existing.revision)
+                tx.save(row, condition=KeyVersion.tenant_id.does_not_exist())
+                if previous:
+                    tx.update(
+                        KeyVersion(tenant_id, previous),
+                        actions=[KeyVersion.status.set(RETIRED), KeyVersion.retired_at.set(now)],
+                        condition=KeyVersion.status == ACTIVE,
+                    )
+        except TransactWriteError:
+            raise Conflict(f"the keys of tenant {tenant_id} changed concurrently; retry") from None
+        self.cache.put((tenant_id, version, key_uid), tmk, session_ttl(self.settings, provider))
+        count("KeyVersionsProvisioned")
+        return version
+
+    def verify(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
+        """Probe the current config and record the outcome; never changes the keys."""
+        config = self._require_config(tenant_id)
+        with self.audit.operation("verify", actor=actor, tenant_id=tenant_id, provider=config.provider) as entry:
+            wrapper = self._wrapper(config.provider, config.config)
+            now = iso(self.clock())
+            error = None
+            try:
+                wrapper.probe(tenant_id)
+            except (KeyAccessRefused, WrapperUnavailable) as exc:
+                error = f"{config.provider}: {exc}"[:500]
+            actions = (
+                [TenantConfig.last_verified_at.set(now), TenantConfig.last_verify_error.remove()]
+                if error is None
+                else [TenantConfig.last_verify_error.set(error)]
+            )
+            try:
+                # Only for the config that was probed: a concurrent change makes this result stale.
+                config.update(actions=actions, condition=TenantConfig.revision == config.revision)
+            except UpdateError:
+                raise Conflict(f"the config of tenant {tenant_id} changed during verification; retry") from None
+            entry["outcome"] = "success" if error is None else "verification_failed"
+            if error:
+                count("VerificationFailures")
+        return {"ok": error is None, "last_verified_at": config.last_verified_at, "last_verify_error": error}
+
+    def destroy_version(self, tenant_id: str, version: int, *, actor: str) -> None:
+        """Cryptographic erasure of a retired version that no record references."""
+        with self.audit.operation("destroy_version", actor=actor, tenant_id=tenant_id, version=version) as entry:
+            try:
+                KeyVersion(tenant_id, version).update(
+                    actions=[
+                        KeyVersion.status.set(DESTROYED),
+                        KeyVersion.wrapped_key.remove(),
+                        KeyVersion.destroyed_at.set(iso(self.clock())),
+                    ],
+                    condition=(KeyVersion.status == RETIRED) & (KeyVersion.records == 0),
+                )
+            except UpdateError:
+                try:
+                    row = KeyVersion.get(tenant_id, version, consistent_read=True)
+                except DoesNotExist:
+                    raise NotFound(f"tenant {tenant_id} has no key version {version}") from None
+                entry["provider"] = row.provider
+                if row.status == DESTROYED:
+                    entry["outcome"] = "already_destroyed"
+                    return
+                if row.status == ACTIVE:
+                    raise Conflict(f"key version {version} is active; provision a new version first") from None
+                raise Conflict(
+                    f"key version {version} still seals {row.records} records; run rewrap first"
+                ) from None
+            finally:
+                self.cache.evict(tenant_id, version)
+
+    def erase(self, tenant_id: str, *, actor: str) -> None:
+        """Delete every wrapped key of the tenant (its data becomes unreadable), then its rows."""
+        with self.audit.operation("erase", actor=actor, tenant_id=tenant_id):
+            try:
+                config = TenantConfig.get(tenant_id, consistent_read=True)
+            except DoesNotExist:
+                config = None
+            if config is not None:
+                # Fences off concurrent provisioning (revision) and key use (status) first.
+                config.update(actions=[TenantConfig.status.set(ERASING), TenantConfig.revision.add(1)])
+            versions = list(KeyVersion.query(tenant_id, consistent_read=True))
+            with KeyVersion.batch_write() as batch:
+                for row in versions:
+                    batch.delete(row)
+            self.cache.evict(tenant_id)
+            records = list(TenantRecord.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "name"]))
+            with TenantRecord.batch_write() as batch:
+                for record in records:
+                    batch.delete(record)
+            if config is None and not versions and not records:
+                raise NotFound(f"tenant {tenant_id} does not exist")
+            if config is not None:
+                config.delete()
+            count("TenantsErased")
+
+    # ------------------------------------------------------------------ keys
+
+    def _open(self, config: TenantConfig, row: KeyVersion) -> SessionKey:
+        """The version's TMK, from the session cache or the provider (sealing on refusal)."""
+        key = (row.tenant_id, row.version, row.key_uid)
+        sealed = config.status == SEALED
+        if not sealed:
+            cached = self.cache.get(key)
+            if cached is not None:
+                count("SessionCacheHits")
+                return cached
+        count("SessionCacheMisses")
+        try:
+            wrapper = self.registry.wrapper_for(row.provider, row.provider_config)
+        except ProviderNotAvailable:
+            raise ProviderUnavailable(f"provider {row.provider} is not available in this deployment") from None
+        started = time.perf_counter()
+        try:
+            tmk = wrapper.unwrap(WrappedKey(row.key_id, row.wrapped_key or b""), WrapContext(row.tenant_id, row.version))
+        except KeyAccessRefused as exc:
+            self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
+            raise Sealed(f"tenant {row.tenant_id} is sealed: {config.sealed_reason}") from None
+        except WrapperUnavailable as exc:
+            count("ProviderUnavailable")
+            raise ProviderUnavailable(f"{row.provider} did not answer: {exc}") from None
+        finally:
+            milliseconds("ProviderLatency", (time.perf_counter() - started) * 1000)
+        if sealed:
+            self._unseal(config)
+        return self.cache.put(key, tmk, session_ttl(self.settings, row.provider))
+
+    def _seal(self, config: TenantConfig, reason: str) -> None:
+        self.cache.evict(config.tenant_id)
+        if config.status == SEALED:
+            return
+        now = iso(self.clock())
+        try:
+            config.update(
+                actions=[
+                    TenantConfig.status.set(SEALED),
+                    TenantConfig.sealed_reason.set(reason[:500]),
+                    TenantConfig.sealed_at.set(now),
+                ],
+                condition=TenantConfig.status == ACTIVE,
+            )
+        except UpdateError:
+            config.refresh(consistent_read=True)  # sealed (or erased) by someone else meanwhile
+            return
+        count("TenantsSealed")
+        self.audit.event("seal", actor="system", tenant_id=config.tenant_id, provider=config.provider, reason=reason)
+
+    def _unseal(self, config: TenantConfig) -> None:
+        try:
+            config.update(
+                actions=[
+                    TenantConfig.status.set(ACTIVE),
+                    TenantConfig.sealed_reason.remove(),
+                    TenantConfig.sealed_at.remove(),
+                ],
+                condition=TenantConfig.status == SEALED,
+            )
+        except UpdateError:
+            return
+        count("TenantsUnsealed")
+        self.audit.event("unseal", actor="system", tenant_id=config.tenant_id, provider=config.provider)
+
+    def unwrap(self, tenant_id: str, version: int | None, *, actor: str) -> dict[str, Any]:
+        with self.audit.operation("unwrap", actor=actor, tenant_id=tenant_id, version=version) as entry:
+            config = self._require_config(tenant_id)
+            row = self._version(tenant_id, version or config.active_version)
+            entry.update(version=row.version, provider=row.provider)
+            session = self._open(config, row)
+        now = self.clock()
+        return {
+            "tenant_id": tenant_id,
+            "version": row.version,
+            "key_b64": _b64(session.tmk),
+            "expires_at": iso(session.expires_at),
+            "ttl_seconds": max(0, int(session.expires_at - now)),
+            "provider": row.provider,
+        }
+
+    # --------------------------------------------------------------- records
+
+    def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
+        with self.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
+            for _ in range(WRITE_ATTEMPTS):
+                config = self._require_config(tenant_id)
+                row = self._version(tenant_id, config.active_version)
+                entry.update(version=row.version, provider=row.provider)
+                session = self._open(config, row)
+                existing = _get_record(tenant_id, name)
+                ciphertext = seal_record(session.tmk, tenant_id, name, row.version, value)
+                if self._write_record(row, name, ciphertext, existing):
+                    return {"name": name, "version": row.version}
+            raise Conflict(f"record {name!r} of tenant {tenant_id} is being changed concurrently; retry")
+
+    def _write_record(self, active: KeyVersion, name: str, ciphertext: bytes, existing: TenantRecord | None) -> bool:
+        """Write a record under the active version, keeping every version's record count exact.
+
+        False when a condition failed: the version was retired, or the record changed, meanwhile.
+        """
+        tenant_id = active.tenant_id
+        record = TenantRecord(
+            tenant_id, name, version=active.version, ciphertext=ciphertext,
+            revision=(existing.revision + 1) if existing else 1, updated_at=iso(self.clock()),
+        )
+        still_active = (KeyVersion.status == ACTIVE) & (KeyVersion.key_uid == active.key_uid)
+        try:
+            with TransactWrite(connection=self.connection) as tx:
+                if existing is not None and existing.version == active.version:
+                    tx.condition_check(KeyVersion, tenant_id, active.version, condition=still_active)
+                else:
+                    tx.update(KeyVersion(tenant_id, active.version), actions=[KeyVersion.records.add(1)],
+                              condition=still_active)
+                    if existing is not None:
+                        tx.update(KeyVersion(tenant_id, existing.version), actions=[KeyVersion.records.add(-1)],
+                                  condition=KeyVersion.records > 0)
+                tx.save(
+                    record,
+                    condition=(TenantRecord.revision == existing.revision) & (TenantRecord.version == existing.version)
+                    if existing is not None
+                    else TenantRecord.name.does_not_exist(),
+                )
+        except TransactWriteError:
+            return False
+        return True
+
+    def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
+        with self.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
+            config = self._require_config(tenant_id)
+            record = _get_record(tenant_id, name)
+            if record is None:
+                raise NotFound(f"tenant {tenant_id} has no record {name!r}")
+            row = self._version(tenant_id, record.version)
+            entry.update(version=row.version, provider=row.provider)
+            session = self._open(config, row)
+            value = open_record(session.tmk, tenant_id, name, record.version, record.ciphertext)
+        return {"name": name, "value_b64": _b64(value), "version": record.version}
+
+    def delete_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
+        with self.audit.operation("delete_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
+            self._require_config(tenant_id)
+            for _ in range(WRITE_ATTEMPTS):
+                record = _get_record(tenant_id, name)
+                if record is None:
+                    raise NotFound(f"tenant {tenant_id} has no record {name!r}")
+                entry["version"] = record.version
+                try:
+                    with TransactWrite(connection=self.connection) as tx:
+                        tx.delete(record, condition=TenantRecord.revision == record.revision)
+                        tx.update(KeyVersion(tenant_id, record.version), actions=[KeyVersion.records.add(-1)],
+                                  condition=KeyVersion.records > 0)
+                except TransactWriteError:
+                    continue
+                return {"name": name, "deleted": True}
+            raise Conflict(f"record {name!r} of tenant {tenant_id} is being changed concurrently; retry")
+
+    # ---------------------------------------------------------------- rewrap
+
+    def rewrap(self, tenant_id: str, *, actor: str, should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """Move every record of the tenant to the active version (DESIGN rule 7).
+
+        Resumable and safe to run twice or concurrently: each record is replaced only if it
+        still holds what was read (a caller's write meanwhile wins). One unwrap per
+        (tenant, version), thanks to the session cache.
+        """
+        with self.audit.operation("rewrap", actor=actor, tenant_id=tenant_id) as entry:
+            config = self._require_config(tenant_id)
+            active = self._version(tenant_id, config.active_version)
+            entry.update(version=active.version, provider=active.provider)
+            migrated = skipped = 0
+            complete = True
+            versions: dict[int, KeyVersion] = {}
+            stale = TenantRecord.query(
+                tenant_id, filter_condition=TenantRecord.version != active.version, consistent_read=True
+            )
+            for record in stale:
+                if should_stop():
+                    complete = False
+                    break
+                if record.version not in versions:
+                    versions[record.version] = self._version(tenant_id, record.version)
+                old_key = self._open(config, versions[record.version])
+                new_key = self._open(config, active)
+                plaintext = open_record(old_key.tmk, tenant_id, record.name, record.version, record.ciphertext)
+                ciphertext = seal_record(new_key.tmk, tenant_id, record.name, active.version, plaintext)
+                if self._write_record(active, record.name, ciphertext, record):
+                    migrated += 1
+                    count("RecordsRewrapped")
+                else:
+                    skipped += 1  # changed by a caller meanwhile, or the active version moved on
+            remaining = sum(
+                row.records for row in KeyVersion.query(tenant_id, consistent_read=True) if row.status == RETIRED
+            )
+            entry.update(migrated=migrated, skipped=skipped, remaining=remaining)
+            count("RecordsPendingRewrap", remaining)
+        return {
+            "tenant_id": tenant_id,
+            "active_version": active.version,
+            "migrated": migrated,
+            "skipped": skipped,
+            "remaining": remaining,
+            "complete": complete and remaining == 0,
+        }
+
+    def tenants(self) -> list[str]:
+        return [c.tenant_id for c in TenantConfig.scan(attributes_to_get=["tenant_id", "status"]) if c.status != ERASING]
+
+    def tenants_pending_rewrap(self) -> list[str]:
+        pending = {
+            row.tenant_id
+            for row in KeyVersion.scan(
+                filter_condition=(KeyVersion.status == RETIRED) & (KeyVersion.records > 0),
+                attributes_to_get=["tenant_id", "version", "status", "records"],
+            )
+        }
+        return sorted(pending)
+
+
+def _get_record(tenant_id: str, name: str) -> TenantRecord | None:
+    try:
+        return TenantRecord.get(tenant_id, name, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _version_view(row: KeyVersion) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "status": row.status,
+        "provider": row.provider,
+        "key_id": row.key_id,
+        "created_at": row.created_at,
+        "retired_at": row.retired_at,
+        "destroyed_at": row.destroyed_at,
+        "records": row.records,
+    }
+

@@ -1,0 +1,79 @@
+"""Deployment settings, read from the environment in this one place."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class ConfigurationError(RuntimeError):
+    """A deployment setting is missing or malformed; the function cannot start."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"setting {name} is required")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"setting {name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"setting {name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_table: str
+    key_version_table: str
+    tenant_data_table: str
+    region: str
+    session_ttl_seconds: int = 3600
+    byok_session_ttl_seconds: int = 300
+    max_body_bytes: int = 16 * 1024
+    max_record_bytes: int = 256 * 1024
+    master_key_secret_id: str = ""
+    master_key_b64: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        settings = cls(
+            config_table=_required(env, "CONFIG_TABLE"),
+            key_version_table=_required(env, "KEY_VERSION_TABLE"),
+            tenant_data_table=_required(env, "TENANT_DATA_TABLE"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            session_ttl_seconds=_int(env, "SESSION_TTL_SECONDS", 3600, low=1, high=86400),
+            # The BYOK TTL bounds how long a revoked grant keeps working: never above 300 s.
+            byok_session_ttl_seconds=_int(env, "BYOK_SESSION_TTL_SECONDS", 300, low=1, high=300),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 16 * 1024, low=1024, high=1024 * 1024),
+            max_record_bytes=_int(env, "MAX_RECORD_BYTES", 256 * 1024, low=1, high=300 * 1024),
+            master_key_secret_id=env.get("MASTER_KEY_SECRET_ID", "").strip(),
+            master_key_b64=env.get("MASTER_KEY_B64", "").strip(),
+        )
+        if not settings.master_key_b64 and not settings.master_key_secret_id:
+            raise ConfigurationError("set MASTER_KEY_SECRET_ID (deployments) or MASTER_KEY_B64 (local runs)")
+        if settings.master_key_b64:
+            decode_master_key(settings.master_key_b64, "MASTER_KEY_B64")
+        return settings
+
+
+def decode_master_key(encoded: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(f"{source} is not valid base64") from None
+    if len(key) != 32:
+        raise ConfigurationError(f"{source} must decode to 32 bytes, got {len(key)}")
+    return key

@@ -1,0 +1,1 @@
+import testenv  # noqa: F401 - sets the environment before any function module is imported

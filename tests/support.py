@@ -1,0 +1,100 @@
+"""Helpers shared by the tests: function instances, sample events, table snapshots."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local_gateway import LocalContext, function_specs, load_handler_module
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+_instances = itertools.count()
+
+FUNCTION_DIRS = {
+    "configure": "ConfigureFunction",
+    "verify": "VerifyFunction",
+    "provision": "ProvisionFunction",
+    "unwrap": "UnwrapFunction",
+    "rewrap": "RewrapFunction",
+    "tenant_data": "TenantDataFunction",
+    "erase": "EraseFunction",
+}
+
+
+class Function:
+    """One instance of a function, as Lambda would run it: its module imported afresh."""
+
+    def __init__(self, name: str) -> None:
+        self.logical_id = FUNCTION_DIRS[name]
+        code_uri, handler = function_specs()[self.logical_id]
+        self.module = load_handler_module(code_uri, handler, fresh_name=f"fn_{name}_{next(_instances)}")
+        self.service = self.module.service
+
+    def __call__(self, event: dict[str, Any], *, timeout_ms: int = 30_000) -> dict[str, Any]:
+        return self.module.lambda_handler(event, LocalContext(self.logical_id, timeout_ms=timeout_ms))
+
+    def http(self, event: dict[str, Any]) -> tuple[int, Any]:
+        response = self(event)
+        body = response.get("body")
+        return response["statusCode"], json.loads(body) if body else None
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def http_sample(name: str, tenant_id: str, *, body: Any = None, raw_body: str | None = None,
+                claims: dict[str, Any] | None | str = "sample", version: int | str | None = None) -> dict[str, Any]:
+    """A sample HTTP API event re-targeted at ``tenant_id`` (its claims follow, unless given)."""
+    event = copy.deepcopy(sample(name))
+    path = event["rawPath"].replace("/tenants/acme", f"/tenants/{tenant_id}", 1)
+    if version is not None:
+        path = path.rsplit("/", 1)[0] + f"/{version}"
+        event["pathParameters"]["version"] = str(version)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    if "pathParameters" in event:
+        event["pathParameters"]["tenant_id"] = tenant_id
+    authorizer = event["requestContext"].get("authorizer")
+    if claims == "sample":
+        authorizer["jwt"]["claims"]["tenant_id"] = tenant_id
+    elif claims is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    if body is not None:
+        event["body"] = json.dumps(body)
+        event["headers"]["content-type"] = "application/json"
+    if raw_body is not None:
+        event["body"] = raw_body
+        event["headers"]["content-type"] = "application/json"
+    return event
+
+
+def invoke_sample(name: str, tenant_id: str, **changes: Any) -> dict[str, Any]:
+    event = copy.deepcopy(sample(name))
+    event["tenant_id"] = tenant_id
+    event.update(changes)
+    return event
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def snapshot_tables(tables: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Every item of every table, in a stable order: for byte-for-byte before/after checks."""
+    client = boto3.client("dynamodb")
+    snapshot = {}
+    for name in tables.values():
+        items = []
+        for page in client.get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
+            items.extend(page["Items"])
+        snapshot[name] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=str))
+    return snapshot
