@@ -59,9 +59,18 @@ class DynamoDBLocal:
         if self._db_path:
             self._db_path.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
-            ["java", f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar", str(home / "DynamoDBLocal.jar"),
-             *storage, "-port", str(self.port)],
-            cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "java",
+                f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
+                "-jar",
+                str(home / "DynamoDBLocal.jar"),
+                *storage,
+                "-port",
+                str(self.port),
+            ],
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -21,7 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -114,9 +113,17 @@ def function_specs(template: dict[str, Any] | None = None) -> dict[str, tuple[st
     }
 
 
-def http_event(method: str, raw_path: str, *, query: str = "", headers: dict[str, str] | None = None,
-               body: bytes = b"", route: Route | None = None, path_parameters: dict[str, str] | None = None,
-               claims: dict[str, Any] | None = None) -> dict[str, Any]:
+def http_event(
+    method: str,
+    raw_path: str,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    route: Route | None = None,
+    path_parameters: dict[str, str] | None = None,
+    claims: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     now = time.time()
     route_key = f"{route.method} {route.path}" if route else "$default"
@@ -129,8 +136,13 @@ def http_event(method: str, raw_path: str, *, query: str = "", headers: dict[str
         "apiId": "local",
         "domainName": headers.get("host", "127.0.0.1"),
         "domainPrefix": "local",
-        "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                 "userAgent": headers.get("user-agent", "")},
+        "http": {
+            "method": method,
+            "path": raw_path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": headers.get("user-agent", ""),
+        },
         "requestId": str(uuid.uuid4()),
         "routeKey": route_key,
         "stage": "$default",
@@ -186,11 +198,24 @@ class Gateway:
             try:
                 claims = json.loads(raw_claims)
             except ValueError:
-                return 400, {"Content-Type": "application/json"}, json.dumps(
-                    {"error": {"code": "invalid_request", "message": f"{CLAIMS_HEADER} must be JSON"}}).encode()
+                return (
+                    400,
+                    {"Content-Type": "application/json"},
+                    json.dumps(
+                        {"error": {"code": "invalid_request", "message": f"{CLAIMS_HEADER} must be JSON"}}
+                    ).encode(),
+                )
         forwarded = {k: v for k, v in headers.items() if k.lower() != CLAIMS_HEADER}
-        event = http_event(method, split.path, query=split.query, headers=forwarded, body=body, route=route,
-                           path_parameters=params, claims=claims)
+        event = http_event(
+            method,
+            split.path,
+            query=split.query,
+            headers=forwarded,
+            body=body,
+            route=route,
+            path_parameters=params,
+            claims=claims,
+        )
         result = self.modules[function].lambda_handler(event, LocalContext(function))
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()

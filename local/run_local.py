@@ -16,12 +16,14 @@ import threading
 from typing import Any
 
 import boto3
-
 from dynamodb_local import DynamoDBLocal
 from local_tables import create_tables, load_template
 
-LOCAL_TABLES = {"TenantConfigTable": "tenant-kms-configs", "KeyVersionTable": "tenant-kms-key-versions",
-                "TenantDataTable": "tenant-kms-tenant-data"}
+LOCAL_TABLES = {
+    "TenantConfigTable": "tenant-kms-configs",
+    "KeyVersionTable": "tenant-kms-key-versions",
+    "TenantDataTable": "tenant-kms-tenant-data",
+}
 
 
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
@@ -43,7 +45,7 @@ def configure_environment(endpoint: str, tables: dict[str, str]) -> None:
         AWS_REGION="us-east-1",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",  # noqa: S105 - DynamoDB Local accepts any
+        AWS_SECRET_ACCESS_KEY="local",
         MASTER_KEY_B64=os.environ.get("MASTER_KEY_B64") or base64.b64encode(secrets.token_bytes(32)).decode(),
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_DISABLED="true",
@@ -63,10 +65,16 @@ def main() -> None:
     from local_gateway import Gateway, serve
 
     server = serve(Gateway(), port=args.port)
-    print(f"Tenant KMS admin API on http://127.0.0.1:{args.port} (global wrap, DynamoDB Local at "
-          f"{dynamodb.endpoint}, in memory).", flush=True)
-    print("Pass claims with the dev-only header: X-Local-Claims: "
-          '{"sub":"alice","tenant_id":"acme","scope":"tenant-kms/admin"}', flush=True)
+    print(
+        f"Tenant KMS admin API on http://127.0.0.1:{args.port} (global wrap, DynamoDB Local at "
+        f"{dynamodb.endpoint}, in memory).",
+        flush=True,
+    )
+    print(
+        "Pass claims with the dev-only header: X-Local-Claims: "
+        '{"sub":"alice","tenant_id":"acme","scope":"tenant-kms/admin"}',
+        flush=True,
+    )
     print("Direct invoke: POST /2015-03-31/functions/UnwrapFunction/invocations", flush=True)
 
     stopped = threading.Event()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-
 from local_gateway import LocalContext, function_specs, load_handler_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +49,15 @@ def sample(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / f"{name}.json").read_text())
 
 
-def http_sample(name: str, tenant_id: str, *, body: Any = None, raw_body: str | None = None,
-                claims: dict[str, Any] | None | str = "sample", version: int | str | None = None) -> dict[str, Any]:
+def http_sample(
+    name: str,
+    tenant_id: str,
+    *,
+    body: Any = None,
+    raw_body: str | None = None,
+    claims: dict[str, Any] | str | None = "sample",
+    version: int | str | None = None,
+) -> dict[str, Any]:
     """A sample HTTP API event re-targeted at ``tenant_id`` (its claims follow, unless given)."""
     event = copy.deepcopy(sample(name))
     path = event["rawPath"].replace("/tenants/acme", f"/tenants/{tenant_id}", 1)
@@ -77,8 +83,8 @@ def http_sample(name: str, tenant_id: str, *, body: Any = None, raw_body: str | 
     return event
 
 
-def invoke_sample(name: str, tenant_id: str, **changes: Any) -> dict[str, Any]:
-    event = copy.deepcopy(sample(name))
+def invoke_sample(sample_name: str, tenant_id: str, **changes: Any) -> dict[str, Any]:
+    event = copy.deepcopy(sample(sample_name))
     event["tenant_id"] = tenant_id
     event.update(changes)
     return event

@@ -18,7 +18,7 @@ TABLES = {
 
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105
+    AWS_SECRET_ACCESS_KEY="testing",
     AWS_SESSION_TOKEN="testing",
     AWS_REGION="us-east-1",
     AWS_DEFAULT_REGION="us-east-1",

@@ -3,8 +3,8 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.errors import InvalidRequest
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, no_content
+from tenant_kms.errors import InvalidRequest
 from tenant_kms.observability import logger, metrics, tracer
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings

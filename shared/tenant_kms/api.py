@@ -49,7 +49,9 @@ ADMIN_ROUTES = (
     ("POST", "/tenants/{tenant_id}/rewrap"),
     ("DELETE", "/tenants/{tenant_id}"),
 )
-_ROUTE_PATTERNS = [(method, re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$")) for method, path in ADMIN_ROUTES]
+_ROUTE_PATTERNS = [
+    (method, re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$")) for method, path in ADMIN_ROUTES
+]
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ def _body_size(event: dict[str, Any]) -> int:
 
 
 def _error_response(error: TenantKmsError) -> Response:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.as_body()))
+    return Response(
+        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.as_body())
+    )
 
 
 def json_response(status: int, body: Any) -> Response:

@@ -47,8 +47,10 @@ _VALUE_PATTERNS = (
     (re.compile(r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)[A-Za-z0-9/+=]{40,}"), "an AWS session token"),
     # An AWS secret access key: 40 base64 characters with mixed case, a digit and / or +.
     (
-        re.compile(r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+=]*[/+])(?=[A-Za-z0-9/+=]*[a-z])"
-                   r"(?=[A-Za-z0-9/+=]*[A-Z])(?=[A-Za-z0-9/+=]*\d)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
+        re.compile(
+            r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+=]*[/+])(?=[A-Za-z0-9/+=]*[a-z])"
+            r"(?=[A-Za-z0-9/+=]*[A-Z])(?=[A-Za-z0-9/+=]*\d)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"
+        ),
         "an AWS secret access key",
     ),
 )

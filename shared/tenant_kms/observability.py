@@ -38,8 +38,14 @@ class Audit:
 
     @contextmanager
     def operation(self, action: str, *, actor: str, tenant_id: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        entry: dict[str, Any] = {"action": action, "actor": actor, "tenant_id": tenant_id, "version": None,
-                                 "provider": None, **fields}
+        entry: dict[str, Any] = {
+            "action": action,
+            "actor": actor,
+            "tenant_id": tenant_id,
+            "version": None,
+            "provider": None,
+            **fields,
+        }
         try:
             yield entry
         except TenantKmsError as exc:

@@ -40,7 +40,9 @@ _KEY_ARN = re.compile(
 )
 _ROLE_ARN = re.compile(rf"^arn:{_PARTITION}:iam::\d{{12}}:role/[\w+=,.@/-]{{1,512}}$")
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
-_GCP_KEY = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings/[\w-]{1,63}/cryptoKeys/[\w-]{1,63}$")
+_GCP_KEY = re.compile(
+    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings/[\w-]{1,63}/cryptoKeys/[\w-]{1,63}$"
+)
 _GCP_WIF = re.compile(
     r"^//iam\.googleapis\.com/projects/\d{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}"
     r"/providers/[a-z0-9-]{4,32}$"

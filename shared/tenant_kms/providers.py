@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kms_wrapping import ProviderRegistry
-
 from tenant_kms.settings import Settings, decode_master_key
 
 BYOK_PREFIX = "customer_kms_"

@@ -21,7 +21,9 @@ def deadline(context: Any) -> Callable[[], bool]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return lambda: False
-    return lambda: remaining() < SAFETY_MARGIN_MS
+    # A short invocation (an API call) keeps a quarter of its time rather than 30 s.
+    margin = min(SAFETY_MARGIN_MS, remaining() // 4)
+    return lambda: remaining() < margin
 
 
 def run_until_deadline(tenants: Iterable[str], job: Callable[[str], dict], context: Any) -> dict[str, Any]:

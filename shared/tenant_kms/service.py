@@ -8,12 +8,16 @@ and crashes leave either the old state or the new one, never a mix.
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from kms_wrapping import (
     KeyAccessRefused,
@@ -24,9 +28,6 @@ from kms_wrapping import (
     WrappedKey,
 )
 from kms_wrapping import ProviderUnavailable as WrapperUnavailable
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
-
 from tenant_kms.errors import (
     Conflict,
     InvalidRequest,
@@ -97,9 +98,15 @@ class TenantKms:
         config = self._config(tenant_id)
         if config is None:
             return {
-                "tenant_id": tenant_id, "provider": None, "config": None, "status": "unconfigured",
-                "sealed_reason": None, "active_version": None, "last_verified_at": None,
-                "last_verify_error": None, "session_ttl_seconds": None,
+                "tenant_id": tenant_id,
+                "provider": None,
+                "config": None,
+                "status": "unconfigured",
+                "sealed_reason": None,
+                "active_version": None,
+                "last_verified_at": None,
+                "last_verify_error": None,
+                "session_ttl_seconds": None,
             }
         return {
             "tenant_id": tenant_id,
@@ -128,13 +135,12 @@ class TenantKms:
     def _record_verify_error(self, existing: TenantConfig | None, message: str) -> None:
         if existing is None:
             return
-        try:
+        # The row may have gone away meanwhile: then there is nothing left to annotate.
+        with contextlib.suppress(UpdateError):
             existing.update(
                 actions=[TenantConfig.last_verify_error.set(message[:500])],
                 condition=TenantConfig.tenant_id.exists(),
             )
-        except UpdateError:
-            pass  # the row went away meanwhile: nothing left to annotate
 
     def _probe(self, tenant_id: str, provider: str, wrapper: KeyWrapper, existing: TenantConfig | None) -> None:
         started = time.perf_counter()
@@ -206,16 +212,31 @@ class TenantKms:
         now = iso(self.clock())
         key_uid = uuid.uuid4().hex
         row = KeyVersion(
-            tenant_id, version, status=ACTIVE, provider=provider, provider_config=config,
-            key_id=wrapped.key_id, key_uid=key_uid, wrapped_key=wrapped.ciphertext, records=0, created_at=now,
+            tenant_id,
+            version,
+            status=ACTIVE,
+            provider=provider,
+            provider_config=config,
+            key_id=wrapped.key_id,
+            key_uid=key_uid,
+            wrapped_key=wrapped.ciphertext,
+            records=0,
+            created_at=now,
         )
         try:
             with TransactWrite(connection=self.connection) as tx:
                 if existing is None:
                     tx.save(
                         TenantConfig(
-                            tenant_id, provider=provider, config=config, status=ACTIVE, active_version=version,
-                            revision=1, created_at=now, updated_at=now, last_verified_at=now if verified else None,
+                            tenant_id,
+                            provider=provider,
+                            config=config,
+                            status=ACTIVE,
+                            active_version=version,
+                            revision=1,
+                            created_at=now,
+                            updated_at=now,
+                            last_verified_at=now if verified else None,
                         ),
                         condition=TenantConfig.tenant_id.does_not_exist(),
                     )
@@ -298,9 +319,7 @@ class TenantKms:
                     return
                 if row.status == ACTIVE:
                     raise Conflict(f"key version {version} is active; provision a new version first") from None
-                raise Conflict(
-                    f"key version {version} still seals {row.records} records; run rewrap first"
-                ) from None
+                raise Conflict(f"key version {version} still seals {row.records} records; run rewrap first") from None
             finally:
                 self.cache.evict(tenant_id, version)
 
@@ -347,7 +366,9 @@ class TenantKms:
             raise ProviderUnavailable(f"provider {row.provider} is not available in this deployment") from None
         started = time.perf_counter()
         try:
-            tmk = wrapper.unwrap(WrappedKey(row.key_id, row.wrapped_key or b""), WrapContext(row.tenant_id, row.version))
+            tmk = wrapper.unwrap(
+                WrappedKey(row.key_id, row.wrapped_key or b""), WrapContext(row.tenant_id, row.version)
+            )
         except KeyAccessRefused as exc:
             self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
             raise Sealed(f"tenant {row.tenant_id} is sealed: {config.sealed_reason}") from None
@@ -433,8 +454,12 @@ class TenantKms:
         """
         tenant_id = active.tenant_id
         record = TenantRecord(
-            tenant_id, name, version=active.version, ciphertext=ciphertext,
-            revision=(existing.revision + 1) if existing else 1, updated_at=iso(self.clock()),
+            tenant_id,
+            name,
+            version=active.version,
+            ciphertext=ciphertext,
+            revision=(existing.revision + 1) if existing else 1,
+            updated_at=iso(self.clock()),
         )
         still_active = (KeyVersion.status == ACTIVE) & (KeyVersion.key_uid == active.key_uid)
         try:
@@ -442,11 +467,17 @@ class TenantKms:
                 if existing is not None and existing.version == active.version:
                     tx.condition_check(KeyVersion, tenant_id, active.version, condition=still_active)
                 else:
-                    tx.update(KeyVersion(tenant_id, active.version), actions=[KeyVersion.records.add(1)],
-                              condition=still_active)
+                    tx.update(
+                        KeyVersion(tenant_id, active.version),
+                        actions=[KeyVersion.records.add(1)],
+                        condition=still_active,
+                    )
                     if existing is not None:
-                        tx.update(KeyVersion(tenant_id, existing.version), actions=[KeyVersion.records.add(-1)],
-                                  condition=KeyVersion.records > 0)
+                        tx.update(
+                            KeyVersion(tenant_id, existing.version),
+                            actions=[KeyVersion.records.add(-1)],
+                            condition=KeyVersion.records > 0,
+                        )
                 tx.save(
                     record,
                     condition=(TenantRecord.revision == existing.revision) & (TenantRecord.version == existing.version)
@@ -480,8 +511,11 @@ class TenantKms:
                 try:
                     with TransactWrite(connection=self.connection) as tx:
                         tx.delete(record, condition=TenantRecord.revision == record.revision)
-                        tx.update(KeyVersion(tenant_id, record.version), actions=[KeyVersion.records.add(-1)],
-                                  condition=KeyVersion.records > 0)
+                        tx.update(
+                            KeyVersion(tenant_id, record.version),
+                            actions=[KeyVersion.records.add(-1)],
+                            condition=KeyVersion.records > 0,
+                        )
                 except TransactWriteError:
                     continue
                 return {"name": name, "deleted": True}
@@ -536,7 +570,9 @@ class TenantKms:
         }
 
     def tenants(self) -> list[str]:
-        return [c.tenant_id for c in TenantConfig.scan(attributes_to_get=["tenant_id", "status"]) if c.status != ERASING]
+        return [
+            c.tenant_id for c in TenantConfig.scan(attributes_to_get=["tenant_id", "status"]) if c.status != ERASING
+        ]
 
     def tenants_pending_rewrap(self) -> list[str]:
         pending = {
@@ -571,4 +607,3 @@ def _version_view(row: KeyVersion) -> dict[str, Any]:
         "destroyed_at": row.destroyed_at,
         "records": row.records,
     }
-

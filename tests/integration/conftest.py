@@ -7,10 +7,9 @@ import uuid
 
 import boto3
 import pytest
-
-from testenv import TABLES
 from dynamodb_local import DynamoDBLocal
 from local_tables import create_tables
+from testenv import TABLES
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,7 +23,10 @@ class ProviderRegistry:
         self._lock = threading.Lock()
 
     def register(self, provider: str, factory: WrapperFactory) -> None:
-        self._factories[provider] = factory
+        with self._lock:
+            self._factories[provider] = factory
+            for key in [k for k in self._wrappers if k[0] == provider]:
+                del self._wrappers[key]
 
     def available(self) -> frozenset[str]:
         return frozenset(self._factories)

