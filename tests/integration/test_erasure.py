@@ -1,0 +1,65 @@
+"""Erasing a tenant destroys its wrapped keys: its data is unreadable by anyone (rule 8)."""
+
+from __future__ import annotations
+
+import boto3
+from support import Function, b64, http_sample, invoke_sample
+from testenv import TABLES
+
+
+def tenant_items(tenant_id: str) -> dict[str, list]:
+    client = boto3.client("dynamodb")
+    return {
+        table: client.query(
+            TableName=name,
+            KeyConditionExpression="tenant_id = :t",
+            ExpressionAttributeValues={":t": {"S": tenant_id}},
+            ConsistentRead=True,
+        )["Items"]
+        for table, name in TABLES.items()
+    }
+
+
+def test_erased_tenant_has_no_keys_left_and_every_read_is_not_found(tenant_id):
+    # Given a tenant with records under two versions, and warm caches in long-lived instances
+    neighbour = f"{tenant_id}-n"
+    for tenant in (tenant_id, neighbour):
+        assert Function("configure").http(http_sample("configure_put_global", tenant))[0] == 200
+    data, unwrap = Function("tenant_data"), Function("unwrap")
+    assert data(invoke_sample("tenant_data_put", tenant_id, name="a", value_b64=b64(b"a")))["version"] == 1
+    assert Function("provision").http(http_sample("provision_post", tenant_id))[0] == 201
+    assert data(invoke_sample("tenant_data_put", tenant_id, name="b", value_b64=b64(b"b")))["version"] == 2
+    assert data(invoke_sample("tenant_data_put", neighbour, name="a", value_b64=b64(b"n")))["version"] == 1
+    assert "key_b64" in unwrap(invoke_sample("unwrap", tenant_id))
+    assert data(invoke_sample("tenant_data_get", tenant_id, name="a"))["value_b64"] == b64(b"a")
+
+    # When the tenant is erased
+    assert Function("erase").http(http_sample("erase_delete", tenant_id)) == (204, None)
+
+    # Then no wrapped key (nor any other row) of it remains in any table
+    assert tenant_items(tenant_id) == {table: [] for table in TABLES}
+    # and even the warm instances answer not_found, from cache or not
+    assert unwrap(invoke_sample("unwrap", tenant_id))["error"]["code"] == "not_found"
+    assert unwrap(invoke_sample("unwrap_version", tenant_id, version=1))["error"]["code"] == "not_found"
+    for name in ("a", "b"):
+        assert data(invoke_sample("tenant_data_get", tenant_id, name=name))["error"]["code"] == "not_found"
+    assert data(invoke_sample("tenant_data_put", tenant_id, name="c", value_b64=b64(b"c")))["error"]["code"] == (
+        "not_found"
+    )
+    view = Function("configure").http(http_sample("configure_get", tenant_id))[1]
+    assert view["status"] == "unconfigured"
+
+    # The neighbour is untouched; a second erase finds nothing
+    assert data(invoke_sample("tenant_data_get", neighbour, name="a"))["value_b64"] == b64(b"n")
+    status, body = Function("erase").http(http_sample("erase_delete", tenant_id))
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+def test_a_tenant_id_reused_after_erasure_never_sees_the_old_key(tenant_id):
+    unwrap = Function("unwrap")
+    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    old_key = unwrap(invoke_sample("unwrap", tenant_id))["key_b64"]
+    assert Function("erase").http(http_sample("erase_delete", tenant_id))[0] == 204
+    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    new = unwrap(invoke_sample("unwrap", tenant_id))
+    assert new["version"] == 1 and new["key_b64"] != old_key
