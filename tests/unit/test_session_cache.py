@@ -1,0 +1,46 @@
+"""The session cache never serves a key past its TTL, counted from the unwrap (rule 5)."""
+
+from __future__ import annotations
+
+from tenant_kms.keyring import SessionCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ttl_counts_from_the_unwrap_not_from_last_use():
+    clock = Clock()
+    cache = SessionCache(clock)
+    cache.put(("acme", 1, "uid"), b"k" * 32, 300)
+    for _ in range(299):
+        clock.now += 1
+        assert cache.get(("acme", 1, "uid")) is not None  # used every second
+    clock.now += 1
+    assert cache.get(("acme", 1, "uid")) is None  # 300 s after the unwrap: gone
+
+
+def test_entries_are_per_key_uid_and_evictable():
+    cache = SessionCache(Clock())
+    cache.put(("acme", 1, "old"), b"a" * 32, 60)
+    assert cache.get(("acme", 1, "new")) is None
+    cache.put(("acme", 2, "x"), b"b" * 32, 60)
+    cache.put(("other", 1, "y"), b"c" * 32, 60)
+    cache.evict("acme", 2)
+    assert cache.get(("acme", 2, "x")) is None and cache.get(("acme", 1, "old")) is not None
+    cache.evict("acme")
+    assert cache.get(("acme", 1, "old")) is None and cache.get(("other", 1, "y")) is not None
+
+
+def test_bounded_size_drops_the_least_recently_used():
+    cache = SessionCache(Clock(), max_entries=2)
+    cache.put(("a", 1, "u"), b"a" * 32, 60)
+    cache.put(("b", 1, "u"), b"b" * 32, 60)
+    assert cache.get(("a", 1, "u"))
+    cache.put(("c", 1, "u"), b"c" * 32, 60)
+    assert cache.get(("b", 1, "u")) is None and cache.get(("a", 1, "u")) and len(cache) == 2
+    assert "a" * 32 not in repr(cache.get(("a", 1, "u")))

@@ -1,0 +1,84 @@
+"""template.yaml, the models, the settings and the sample events agree with each other."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from local_gateway import function_specs, routes_from_template
+from local_tables import load_template, table_definitions
+
+from tenant_kms.api import ADMIN_ROUTES
+from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template()
+
+
+def test_every_admin_route_is_an_httpapi_event_and_nothing_else_is():
+    routes, default = routes_from_template(TEMPLATE)
+    assert {(r.method, r.path) for r in routes} == set(ADMIN_ROUTES)
+    assert default == "ConfigureFunction"
+
+
+def test_the_contract_functions_exist_with_their_handlers():
+    specs = function_specs(TEMPLATE)
+    for logical_id in (
+        "ConfigureFunction",
+        "VerifyFunction",
+        "ProvisionFunction",
+        "UnwrapFunction",
+        "RewrapFunction",
+        "TenantDataFunction",
+    ):
+        code_uri, handler = specs[logical_id]
+        assert (ROOT / code_uri / f"{handler.split('.')[0]}.py").is_file()
+
+
+def test_tables_match_the_models():
+    tables = table_definitions(TEMPLATE)
+    for logical_id, model in (
+        ("TenantConfigTable", TenantConfig),
+        ("KeyVersionTable", KeyVersion),
+        ("TenantDataTable", TenantRecord),
+    ):
+        props = tables[logical_id]
+        types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+        keys = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+        attributes = model.get_attributes()
+        assert keys["HASH"] == model._hash_keyname
+        assert keys.get("RANGE") == model._range_keyname
+        for name, kind in types.items():
+            assert attributes[name].attr_type == kind
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["DeletionProtectionEnabled"] is True
+
+
+def test_every_setting_the_code_reads_is_declared_in_the_template():
+    source = (ROOT / "shared/tenant_kms/settings.py").read_text()
+    read = set(re.findall(r'(?:_required|_int)\(env, "([A-Z0-9_]+)"', source))
+    read |= set(re.findall(r'env\.get\("([A-Z0-9_]+)"', source))
+    declared = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    lambda_provided = {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    assert read - lambda_provided <= declared
+    assert {"CONFIG_TABLE", "MASTER_KEY_B64", "MASTER_KEY_SECRET_ID"} <= read
+
+
+def test_every_function_has_sample_events():
+    events = {p.stem for p in (ROOT / "events").glob("*.json")}
+    for logical_id, (code_uri, _) in function_specs(TEMPLATE).items():
+        prefix = Path(code_uri).name
+        assert any(e.startswith(prefix) for e in events), logical_id
+
+
+def test_runtime_dependencies_are_pinned():
+    for requirements in ("shared/requirements.txt", "layers/providers/requirements.txt", "requirements-dev.txt"):
+        for line in (ROOT / requirements).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line and not line.startswith("-r"):
+                assert re.match(r"^[A-Za-z0-9_.\-\[\],]+==[0-9][\w.]*$", line), f"{requirements}: {line}"
+
+
+def test_no_iam_statement_allows_every_action():
+    text = (ROOT / "template.yaml").read_text()
+    assert not re.search(r"Action:\s*['\"]?\*['\"]?\s*$", text, re.M)
