@@ -36,8 +36,8 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed .local/dynamodb-local/.installed
 	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py
 
-## test: lint, template checks, sam build, then the whole suite
-test: setup lint validate build
+## test: lint, template checks, then the whole suite (which runs sam build itself)
+test: setup lint validate
 	$(PY) -m pytest
 
 lint:
