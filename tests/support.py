@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import io
 import itertools
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +108,19 @@ def snapshot_tables(tables: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
             items.extend(page["Items"])
         snapshot[name] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=str))
     return snapshot
+
+
+@contextlib.contextmanager
+def structured_logs() -> Iterator[io.StringIO]:
+    """Everything the service logs, formatted exactly as Lambda would ship it to CloudWatch."""
+    from tenant_kms.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    service_logger = logging.getLogger(logger.service)
+    service_logger.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        service_logger.removeHandler(handler)

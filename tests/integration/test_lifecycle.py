@@ -6,7 +6,7 @@ import base64
 import os
 
 import boto3
-from support import Function, b64, http_sample, invoke_sample, snapshot_tables
+from support import Function, b64, http_sample, invoke_sample, snapshot_tables, structured_logs
 from testenv import MASTER_KEY, TABLES
 
 from tenant_kms.sealing import open_record
@@ -23,6 +23,11 @@ def encodings(secret: bytes) -> list[str]:
 
 
 def test_global_lifecycle_end_to_end_leaks_no_key_material(tenant_id, capfd):
+    with structured_logs() as logs:
+        lifecycle(tenant_id, capfd, logs)
+
+
+def lifecycle(tenant_id, capfd, logs):
     configure, provision, data = Function("configure"), Function("provision"), Function("tenant_data")
     rewrap, unwrap = Function("rewrap"), Function("unwrap")
 
@@ -86,7 +91,8 @@ def test_global_lifecycle_end_to_end_leaks_no_key_material(tenant_id, capfd):
 
     # No key material in anything the functions printed, nor in the tables
     out, err = capfd.readouterr()
-    captured = out + err
+    captured = out + err + logs.getvalue()
+    assert '"audit":{"action":"unwrap"' in logs.getvalue().replace(" ", "")
     assert "audit provision success" in captured and tenant_id in captured  # the audit trail is there
     tables = repr(snapshot_tables(TABLES))
     for secret in (MASTER_KEY, tmk_v2):
