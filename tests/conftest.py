@@ -16,3 +16,17 @@ def dynamodb_local():
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint
         create_tables(boto3.client("dynamodb"), testenv.TABLES)
         yield dynamodb
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's server on loopback for the AWS services DynamoDB Local does not cover."""
+    from moto.server import ThreadedMotoServer
+
+    from dynamodb_local import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
