@@ -55,7 +55,8 @@ class DynamoDBLocal:
 
     def start(self, timeout: float = 60) -> DynamoDBLocal:
         home = install()
-        storage = ["-inMemory"] if self._in_memory else ["-dbPath", str(self._db_path), "-sharedDb"]
+        # -sharedDb: one database whatever the credentials, as a real account behaves.
+        storage = ["-inMemory", "-sharedDb"] if self._in_memory else ["-dbPath", str(self._db_path), "-sharedDb"]
         if self._db_path:
             self._db_path.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(

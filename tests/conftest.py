@@ -21,9 +21,8 @@ def dynamodb_local():
 @pytest.fixture(scope="session")
 def moto_server():
     """moto's server on loopback for the AWS services DynamoDB Local does not cover."""
-    from moto.server import ThreadedMotoServer
-
     from dynamodb_local import free_port
+    from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

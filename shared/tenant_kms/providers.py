@@ -1,8 +1,14 @@
-"""Fills the provider registry for this deployment, once per function instance."""
+"""Fills the provider registry for this deployment, once per function instance.
+
+Adapters import their SDKs when first built, so an instance only pays for the providers
+its tenants use.
+"""
 
 from __future__ import annotations
 
-from kms_wrapping import ProviderRegistry
+from typing import Any
+
+from kms_wrapping import KeyWrapper, ProviderRegistry
 from tenant_kms.settings import Settings, decode_master_key
 
 BYOK_PREFIX = "customer_kms_"
@@ -18,11 +24,40 @@ def load_master_key(settings: Settings) -> bytes:
     return decode_master_key(str(secret), f"secret MASTER_KEY_SECRET_ID={settings.master_key_secret_id}")
 
 
-def build_registry(settings: Settings) -> ProviderRegistry:
-    from kms_wrapping.global_wrap import GlobalKeyWrapper
+def _aws_client_config(settings: Settings) -> Any:
+    from kms_wrapping.aws_kms import client_config
 
+    return client_config(
+        max_attempts=settings.kms_max_attempts,
+        connect_timeout=settings.kms_connect_timeout_seconds,
+        read_timeout=settings.kms_read_timeout_seconds,
+    )
+
+
+def build_registry(settings: Settings) -> ProviderRegistry:
     registry = ProviderRegistry()
-    registry.register("global", lambda _config: GlobalKeyWrapper(master_key=load_master_key(settings)))
+
+    def global_wrap(_config: dict, _tenant_id: str) -> KeyWrapper:
+        from kms_wrapping.global_wrap import GlobalKeyWrapper
+
+        return GlobalKeyWrapper(master_key=load_master_key(settings))
+
+    def operator_kms_aws(_config: dict, _tenant_id: str) -> KeyWrapper:
+        from kms_wrapping.aws_kms import operator_wrapper
+
+        return operator_wrapper(key_arn=settings.operator_kms_aws_key_arn, config=_aws_client_config(settings))
+
+    def customer_kms_aws(config: dict, tenant_id: str) -> KeyWrapper:
+        from kms_wrapping.aws_kms import customer_wrapper
+
+        return customer_wrapper(
+            config, tenant_id, config=_aws_client_config(settings), allowed_accounts=settings.customer_account_ids
+        )
+
+    registry.register("global", global_wrap)
+    if settings.operator_kms_aws_key_arn:
+        registry.register("operator_kms_aws", operator_kms_aws)
+    registry.register("customer_kms_aws", customer_kms_aws, per_tenant=True)
     return registry
 
 

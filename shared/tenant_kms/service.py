@@ -22,6 +22,7 @@ from pynamodb.transactions import TransactWrite
 from kms_wrapping import (
     KeyAccessRefused,
     KeyWrapper,
+    ProviderConfigInvalid,
     ProviderNotAvailable,
     ProviderRegistry,
     WrapContext,
@@ -126,11 +127,13 @@ class TenantKms:
 
     # ------------------------------------------------------------- providers
 
-    def _wrapper(self, provider: str, config: Mapping[str, Any]) -> KeyWrapper:
+    def _wrapper(self, provider: str, config: Mapping[str, Any], tenant_id: str) -> KeyWrapper:
         try:
-            return self.registry.wrapper_for(provider, config)
+            return self.registry.wrapper_for(provider, config, tenant_id)
         except ProviderNotAvailable:
             raise InvalidRequest(f"provider {provider} is not available in this deployment") from None
+        except ProviderConfigInvalid as exc:
+            raise InvalidRequest(f"config for {provider}: {exc}") from None
 
     def _record_verify_error(self, existing: TenantConfig | None, message: str) -> None:
         if existing is None:
@@ -160,7 +163,7 @@ class TenantKms:
     def configure(self, tenant_id: str, provider: str, config: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
         """Validate (done by the caller) -> probe -> apply -> provision, as one step."""
         with self.audit.operation("configure", actor=actor, tenant_id=tenant_id, provider=provider) as entry:
-            wrapper = self._wrapper(provider, config)
+            wrapper = self._wrapper(provider, config, tenant_id)
             existing = self._existing_config(tenant_id)
             self._probe(tenant_id, provider, wrapper, existing)
             entry["version"] = self._provision(tenant_id, provider, dict(config), wrapper, existing, verified=True)
@@ -175,7 +178,7 @@ class TenantKms:
         with self.audit.operation("provision", actor=actor, tenant_id=tenant_id, provider=existing.provider) as entry:
             if existing.status == SEALED:
                 raise Sealed(f"tenant {tenant_id} is sealed: {existing.sealed_reason}")
-            wrapper = self._wrapper(existing.provider, existing.config)
+            wrapper = self._wrapper(existing.provider, existing.config, tenant_id)
             entry["version"] = self._provision(tenant_id, existing.provider, existing.config, wrapper, existing)
         return {"version": entry["version"], "status": ACTIVE}
 
@@ -274,7 +277,7 @@ class TenantKms:
         """Probe the current config and record the outcome; never changes the keys."""
         config = self._require_config(tenant_id)
         with self.audit.operation("verify", actor=actor, tenant_id=tenant_id, provider=config.provider) as entry:
-            wrapper = self._wrapper(config.provider, config.config)
+            wrapper = self._wrapper(config.provider, config.config, tenant_id)
             now = iso(self.clock())
             error = None
             try:
@@ -361,9 +364,9 @@ class TenantKms:
                 return cached
         count("SessionCacheMisses")
         try:
-            wrapper = self.registry.wrapper_for(row.provider, row.provider_config)
-        except ProviderNotAvailable:
-            raise ProviderUnavailable(f"provider {row.provider} is not available in this deployment") from None
+            wrapper = self.registry.wrapper_for(row.provider, row.provider_config, row.tenant_id)
+        except (ProviderNotAvailable, ProviderConfigInvalid) as exc:
+            raise ProviderUnavailable(f"provider {row.provider} cannot be used in this deployment: {exc}") from None
         started = time.perf_counter()
         try:
             tmk = wrapper.unwrap(

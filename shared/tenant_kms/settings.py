@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +46,11 @@ class Settings:
     max_record_bytes: int = 256 * 1024
     master_key_secret_id: str = ""
     master_key_b64: str = field(default="", repr=False)
+    operator_kms_aws_key_arn: str = ""
+    customer_account_ids: frozenset[str] = frozenset()
+    kms_max_attempts: int = 4
+    kms_connect_timeout_seconds: int = 2
+    kms_read_timeout_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,11 +67,24 @@ class Settings:
             max_record_bytes=_int(env, "MAX_RECORD_BYTES", 256 * 1024, low=1, high=300 * 1024),
             master_key_secret_id=env.get("MASTER_KEY_SECRET_ID", "").strip(),
             master_key_b64=env.get("MASTER_KEY_B64", "").strip(),
+            operator_kms_aws_key_arn=env.get("OPERATOR_KMS_KEY_ARN", "").strip(),
+            customer_account_ids=frozenset(
+                a.strip() for a in env.get("CUSTOMER_ACCOUNT_IDS", "").split(",") if a.strip()
+            ),
+            kms_max_attempts=_int(env, "KMS_MAX_ATTEMPTS", 4, low=1, high=10),
+            kms_connect_timeout_seconds=_int(env, "KMS_CONNECT_TIMEOUT_SECONDS", 2, low=1, high=30),
+            kms_read_timeout_seconds=_int(env, "KMS_READ_TIMEOUT_SECONDS", 5, low=1, high=60),
         )
         if not settings.master_key_b64 and not settings.master_key_secret_id:
             raise ConfigurationError("set MASTER_KEY_SECRET_ID (deployments) or MASTER_KEY_B64 (local runs)")
         if settings.master_key_b64:
             decode_master_key(settings.master_key_b64, "MASTER_KEY_B64")
+        if any(not re.fullmatch(r"\d{12}", a) for a in settings.customer_account_ids):
+            raise ConfigurationError("setting CUSTOMER_ACCOUNT_IDS must be comma-separated 12-digit account ids")
+        if settings.operator_kms_aws_key_arn and not re.fullmatch(
+            r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+", settings.operator_kms_aws_key_arn
+        ):
+            raise ConfigurationError("setting OPERATOR_KMS_KEY_ARN must be a KMS key or alias ARN")
         return settings
 
 

@@ -31,7 +31,7 @@ def test_global_wrap_uses_the_master_key_from_the_secret(secrets_manager, tenant
     arn = secrets_manager.create_secret(Name=f"mk-{tenant_id}", SecretString=base64.b64encode(master).decode())["ARN"]
     settings = settings_for(arn)
     assert load_master_key(settings) == master
-    wrapper = build_registry(settings).wrapper_for("global", {})
+    wrapper = build_registry(settings).wrapper_for("global", {}, tenant_id)
     from kms_wrapping.global_wrap import GlobalKeyWrapper
 
     tmk = secrets.token_bytes(32)

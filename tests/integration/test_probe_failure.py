@@ -39,7 +39,7 @@ def test_failed_probe_leaves_every_row_as_it_was_but_the_verify_error(tenant_id,
     before = snapshot_tables(TABLES)
 
     # When a reconfiguration's probe fails
-    configure.service.registry.register("global", lambda _config: BrokenProbe(error))
+    configure.service.registry.register("global", lambda _config, _tenant: BrokenProbe(error))
     answer, body = configure.http(http_sample("configure_put_global", tenant_id))
 
     # Then the failure is reported and only last_verify_error changed
@@ -64,7 +64,7 @@ def test_failed_probe_leaves_every_row_as_it_was_but_the_verify_error(tenant_id,
 
 def test_failed_probe_on_a_new_tenant_stores_nothing(tenant_id):
     configure = Function("configure")
-    configure.service.registry.register("global", lambda _config: BrokenProbe(KeyAccessRefused("disabled")))
+    configure.service.registry.register("global", lambda _config, _tenant: BrokenProbe(KeyAccessRefused("disabled")))
     before = snapshot_tables(TABLES)
     status, body = configure.http(http_sample("configure_put_global", tenant_id))
     assert (status, body["error"]["code"]) == (422, "verification_failed")
