@@ -4,6 +4,7 @@ counts what the real SDK client sent: throttling, 5xx and slow answers."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import json
 import threading
@@ -58,10 +59,8 @@ class FaultProxy:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (read timeout)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)  # unless the client gave up (read timeout)
                 upstream.close()
 
             def log_message(self, *args) -> None:

@@ -86,10 +86,11 @@ def _normalise(error: Exception, action: str) -> Exception:
     """Map an SDK error onto the adapter's three outcomes. Messages carry ids, never key material."""
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
+        code = "" if code.isdigit() else code  # botocore's stand-in when the body had no code
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         operation = getattr(error, "operation_name", action)
         if code in REFUSALS or (status in (401, 403) and code not in TRANSIENT):
-            return KeyAccessRefused(f"{operation} refused: {code}")
+            return KeyAccessRefused(f"{operation} refused: {code or 'AccessDenied'} (HTTP {status})")
         if code in TRANSIENT or status >= 500 or status == 429:
             return ProviderUnavailable(f"{operation} failed after retries: {code or status}")
         return KeyAccessRefused(f"{operation} refused: {code or status}")
