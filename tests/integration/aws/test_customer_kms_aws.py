@@ -167,7 +167,7 @@ def test_one_decrypt_per_tenant_per_ttl_for_a_thousand_unwraps(aws, kms_proxy):
     unwrap.service.clock = clock
 
     kms_proxy.reset()
-    for round_ in range(100):
+    for _ in range(100):
         for tenant in tenants:
             assert "key_b64" in unwrap(invoke_sample("unwrap", tenant))
         clock.advance(2)  # 200 s in all: within the 300 s TTL
