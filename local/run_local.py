@@ -29,13 +29,24 @@ LOCAL_TABLES = {
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
     """The functions' environment as template.yaml declares it, parameters at their defaults."""
     parameters = template.get("Parameters", {})
-    env = {}
-    for name, value in template["Globals"]["Function"]["Environment"]["Variables"].items():
+
+    def resolve(value: Any) -> Any:
         if isinstance(value, dict) and "Ref" in value:
             ref = value["Ref"]
-            value = tables[ref] if ref in tables else parameters[ref].get("Default", "")
-        env[name] = str(value)
-    return env
+            if ref in tables:
+                return tables[ref]
+            parameter = parameters[ref]
+            default = str(parameter.get("Default", ""))
+            return [p for p in default.split(",") if p] if parameter["Type"] == "CommaDelimitedList" else default
+        if isinstance(value, dict) and "Fn::Join" in value:
+            separator, items = value["Fn::Join"]
+            resolved = resolve(items)
+            return separator.join(resolved if isinstance(resolved, list) else [resolve(i) for i in items])
+        return value
+
+    return {
+        name: str(resolve(value)) for name, value in template["Globals"]["Function"]["Environment"]["Variables"].items()
+    }
 
 
 def configure_environment(endpoint: str, tables: dict[str, str]) -> None:

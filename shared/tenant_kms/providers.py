@@ -34,6 +34,22 @@ def _aws_client_config(settings: Settings) -> Any:
     )
 
 
+def _sts(settings: Settings) -> Any:
+    import boto3
+
+    return boto3.session.Session().client("sts", region_name=settings.region, config=_aws_client_config(settings))
+
+
+def _azure_options(settings: Settings) -> dict[str, Any]:
+    from kms_wrapping.azure_kv import client_options
+
+    return client_options(
+        max_attempts=settings.kms_max_attempts,
+        connect_timeout=settings.kms_connect_timeout_seconds,
+        read_timeout=settings.kms_read_timeout_seconds,
+    )
+
+
 def build_registry(settings: Settings) -> ProviderRegistry:
     registry = ProviderRegistry()
 
@@ -54,10 +70,47 @@ def build_registry(settings: Settings) -> ProviderRegistry:
             config, tenant_id, config=_aws_client_config(settings), allowed_accounts=settings.customer_account_ids
         )
 
+    def customer_kms_gcp(config: dict, tenant_id: str) -> KeyWrapper:
+        from kms_wrapping import gcp_kms
+
+        return gcp_kms.customer_wrapper(config, tenant_id, aws_region=settings.region)
+
+    def operator_kms_gcp(_config: dict, _tenant_id: str) -> KeyWrapper:
+        from kms_wrapping import gcp_kms
+
+        return gcp_kms.operator_wrapper(
+            key_name=settings.operator_gcp_key_name,
+            workload_identity_provider=settings.operator_gcp_workload_identity_provider,
+            service_account_email=settings.operator_gcp_service_account or None,
+            aws_region=settings.region,
+        )
+
+    def customer_kms_azure(config: dict, tenant_id: str) -> KeyWrapper:
+        from kms_wrapping import azure_kv
+
+        return azure_kv.customer_wrapper(config, tenant_id, sts_client=_sts(settings), options=_azure_options(settings))
+
+    def operator_kms_azure(_config: dict, _tenant_id: str) -> KeyWrapper:
+        from kms_wrapping import azure_kv
+
+        return azure_kv.operator_wrapper(
+            key_id=settings.operator_azure_key_id,
+            tenant_id=settings.operator_azure_tenant_id,
+            client_id=settings.operator_azure_client_id,
+            sts_client=_sts(settings),
+            options=_azure_options(settings),
+        )
+
     registry.register("global", global_wrap)
     if settings.operator_kms_aws_key_arn:
         registry.register("operator_kms_aws", operator_kms_aws)
     registry.register("customer_kms_aws", customer_kms_aws, per_tenant=True)
+    if settings.operator_gcp_key_name:
+        registry.register("operator_kms_gcp", operator_kms_gcp)
+    registry.register("customer_kms_gcp", customer_kms_gcp)
+    if settings.operator_azure_key_id:
+        registry.register("operator_kms_azure", operator_kms_azure)
+    registry.register("customer_kms_azure", customer_kms_azure)
     return registry
 
 

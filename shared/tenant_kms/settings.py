@@ -51,6 +51,12 @@ class Settings:
     kms_max_attempts: int = 4
     kms_connect_timeout_seconds: int = 2
     kms_read_timeout_seconds: int = 5
+    operator_gcp_key_name: str = ""
+    operator_gcp_workload_identity_provider: str = ""
+    operator_gcp_service_account: str = ""
+    operator_azure_key_id: str = ""
+    operator_azure_tenant_id: str = ""
+    operator_azure_client_id: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +80,12 @@ class Settings:
             kms_max_attempts=_int(env, "KMS_MAX_ATTEMPTS", 4, low=1, high=10),
             kms_connect_timeout_seconds=_int(env, "KMS_CONNECT_TIMEOUT_SECONDS", 2, low=1, high=30),
             kms_read_timeout_seconds=_int(env, "KMS_READ_TIMEOUT_SECONDS", 5, low=1, high=60),
+            operator_gcp_key_name=env.get("OPERATOR_GCP_KEY_NAME", "").strip(),
+            operator_gcp_workload_identity_provider=env.get("OPERATOR_GCP_WORKLOAD_IDENTITY_PROVIDER", "").strip(),
+            operator_gcp_service_account=env.get("OPERATOR_GCP_SERVICE_ACCOUNT", "").strip(),
+            operator_azure_key_id=env.get("OPERATOR_AZURE_KEY_ID", "").strip(),
+            operator_azure_tenant_id=env.get("OPERATOR_AZURE_TENANT_ID", "").strip(),
+            operator_azure_client_id=env.get("OPERATOR_AZURE_CLIENT_ID", "").strip(),
         )
         if not settings.master_key_b64 and not settings.master_key_secret_id:
             raise ConfigurationError("set MASTER_KEY_SECRET_ID (deployments) or MASTER_KEY_B64 (local runs)")
@@ -85,6 +97,16 @@ class Settings:
             r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+", settings.operator_kms_aws_key_arn
         ):
             raise ConfigurationError("setting OPERATOR_KMS_KEY_ARN must be a KMS key or alias ARN")
+        if settings.operator_gcp_key_name and not settings.operator_gcp_workload_identity_provider:
+            raise ConfigurationError(
+                "setting OPERATOR_GCP_WORKLOAD_IDENTITY_PROVIDER is required with OPERATOR_GCP_KEY_NAME"
+            )
+        if settings.operator_azure_key_id and not (
+            settings.operator_azure_tenant_id and settings.operator_azure_client_id
+        ):
+            raise ConfigurationError(
+                "settings OPERATOR_AZURE_TENANT_ID and OPERATOR_AZURE_CLIENT_ID are required with OPERATOR_AZURE_KEY_ID"
+            )
         return settings
 
 

@@ -60,17 +60,7 @@ HTTP_CASES = {
     "provider not deployed": (
         "configure",
         PUT,
-        {
-            "body": {
-                "provider": "customer_kms_aws",
-                "config": {
-                    "region": "us-east-1",
-                    "key_arn": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-                    "role_arn": "arn:aws:iam::111122223333:role/tenant-kms",
-                    "external_id": "tenant-abc",
-                },
-            }
-        },
+        {"body": {"provider": "operator_kms_aws", "config": {}}},
         400,
         "invalid_request",
     ),

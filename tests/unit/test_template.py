@@ -82,3 +82,12 @@ def test_runtime_dependencies_are_pinned():
 def test_no_iam_statement_allows_every_action():
     text = (ROOT / "template.yaml").read_text()
     assert not re.search(r"Action:\s*['\"]?\*['\"]?\s*$", text, re.M)
+
+
+def test_the_local_runner_resolves_the_templates_environment():
+    from run_local import template_environment
+
+    tables = {"TenantConfigTable": "c", "KeyVersionTable": "k", "TenantDataTable": "d"}
+    env = template_environment(TEMPLATE, tables)
+    assert env["CONFIG_TABLE"] == "c" and env["CUSTOMER_ACCOUNT_IDS"] == "" and env["SESSION_TTL_SECONDS"] == "3600"
+    assert all(isinstance(value, str) and "Fn::" not in value and "{" not in value for value in env.values())
