@@ -17,7 +17,8 @@ sys.path[:0] = ["shared", "layers/providers", "local"]
 from local_gateway import LocalContext, load_handler_module
 unwrap = load_handler_module("functions/unwrap", "unwrap_handler.lambda_handler")
 answers = [unwrap.lambda_handler({"tenant_id": t}, LocalContext("UnwrapFunction")) for t in sys.argv[1:]]
-loaded = sorted(m for m in sys.modules if m == "grpc" or m.startswith(("grpc.", "google.cloud", "google.auth", "azure")))
+sdks = ("grpc.", "google.cloud", "google.auth", "azure")
+loaded = sorted(m for m in sys.modules if m == "grpc" or m.startswith(sdks))
 print("RESULT " + json.dumps({"providers": [a.get("provider") or a for a in answers], "loaded": loaded}))
 """
 
