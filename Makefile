@@ -13,7 +13,7 @@ export AWS_REGION ?= us-east-1
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
 
-$(VENV)/.installed: requirements-dev.txt shared/requirements.txt layers/providers/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/providers/requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -51,11 +51,12 @@ format:
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint --region $(AWS_REGION)
 
-build: $(SAM_VENV)/.installed
-	$(SAM) build
+build: $(SAM_VENV)/.installed $(VENV)/.installed
+	$(PY) local/build_bundle.py .aws-sam/build
 
+## bench: cold start per function (ratio to `import boto3`) and artifact size, from the build
 bench: setup build
-	$(PY) bench/run.py
+	$(PY) bench/cold_start.py --runs 15
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache

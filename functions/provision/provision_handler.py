@@ -5,9 +5,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, no_content
 from tenant_kms.errors import InvalidRequest
-from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
+from tenant_kms.tracing import tracer
 
 settings = Settings.from_env()
 service = TenantKms(settings)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.errors import InvalidRequest
 from tenant_kms.invoke import TENANT_DATA_SCHEMA, compile_schema, respond
-from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 
@@ -29,7 +29,6 @@ def _value(encoded: str) -> bytes:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     def operate() -> dict:
         request = check(event)

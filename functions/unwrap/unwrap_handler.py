@@ -4,7 +4,7 @@ the provider. ``{"tenant_id", "version"?}`` -> ``{"tenant_id", "version", "key_b
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.invoke import UNWRAP_SCHEMA, compile_schema, respond
-from tenant_kms.observability import logger, metrics, tracer
+from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 
@@ -14,7 +14,6 @@ check = compile_schema(UNWRAP_SCHEMA)
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     def unwrap() -> dict:
         request = check(event)

@@ -1,4 +1,4 @@
-"""Logging, metrics, tracing and the audit trail, from Powertools.
+"""Logging, metrics and the audit trail, from Powertools (tracing: ``tenant_kms.tracing``).
 
 One instance of each per process. Audit entries name who did what to which tenant key
 (actor, tenant, version, provider, outcome); they never carry key material.
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tenant_kms.errors import TenantKmsError
@@ -19,7 +19,6 @@ SERVICE = "tenant-kms"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="TenantKMS", service=SERVICE)
-tracer = Tracer(service=SERVICE)
 
 
 def count(name: str, value: float = 1) -> None:

@@ -38,16 +38,10 @@ print("RESULT " + json.dumps({"result": result, "file": module.__file__, "sdk_mo
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory) -> Path:
+    from build_bundle import build
+
     target = tmp_path_factory.mktemp("sam-build")
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
-    result = subprocess.run(
-        [SAM, "build", "--build-dir", str(target), "--template-file", str(ROOT / "template.yaml")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    result = build(target, sam=SAM)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Build Succeeded" in result.stdout
     return target
@@ -89,6 +83,8 @@ def test_every_function_runs_from_the_built_artifact_with_its_sample_events(buil
     for function in ("ConfigureFunction", "ProvisionFunction", "UnwrapFunction", "TenantDataFunction"):
         assert (build_dir / function).is_dir()
         assert not list((build_dir / function).glob("**/site-packages")), "functions carry only their code"
+        assert list((build_dir / function / "__pycache__").glob("*.cpython-311.pyc")), "bytecode is shipped"
+    assert (build_dir / "ProvidersLayer/python/kms_wrapping/__pycache__").is_dir()
 
     status, view = http(invoke(build_dir, "ConfigureFunction", "configure_put_global"))
     assert (status, view["provider"], view["active_version"]) == (200, "global", 1)

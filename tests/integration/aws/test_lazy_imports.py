@@ -28,8 +28,14 @@ def test_serving_global_and_aws_tenants_loads_no_gcp_or_azure_sdk(tenant_id, cus
     assert configure(tenant_id, "global", {})[0] == 200
     assert configure(aws_tenant, "customer_kms_aws", customer.config())[0] == 200
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", SCRIPT, tenant_id, aws_tenant], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, tenant_id, aws_tenant],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     answer = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert answer["providers"] == ["global", "customer_kms_aws"]
