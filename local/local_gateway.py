@@ -79,8 +79,8 @@ def routes_from_template(template: dict[str, Any] | None = None) -> tuple[list[R
     template = template or load_template()
     routes, default = [], None
     for logical_id, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
+        if not isinstance(resource, dict) or resource["Type"] != "AWS::Serverless::Function":
+            continue  # Fn::ForEach blocks (alarms) are lists
         for event in (resource["Properties"].get("Events") or {}).values():
             if event["Type"] != "HttpApi":
                 continue
@@ -109,7 +109,7 @@ def function_specs(template: dict[str, Any] | None = None) -> dict[str, tuple[st
     return {
         logical_id: (resource["Properties"]["CodeUri"], resource["Properties"]["Handler"])
         for logical_id, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::Serverless::Function"
+        if isinstance(resource, dict) and resource["Type"] == "AWS::Serverless::Function"
     }
 
 

@@ -44,7 +44,7 @@ def table_definitions(template: dict[str, Any] | None = None) -> dict[str, dict[
     return {
         logical_id: resource["Properties"]
         for logical_id, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::DynamoDB::Table"
+        if isinstance(resource, dict) and resource["Type"] == "AWS::DynamoDB::Table"
     }
 
 

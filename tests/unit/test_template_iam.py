@@ -1,0 +1,90 @@
+"""Least privilege in the deployed template, checked on what CloudFormation will get:
+template.yaml transformed by the SAM translator (policy templates expanded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NoManagedPolicies:
+    def load(self) -> dict:
+        return {
+            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+            "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        }
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict:
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    for resource in template["Resources"].values():  # what `sam package` does: code goes to S3
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = f"s3://artifacts/{resource['Properties'][uri].strip('/')}.zip"
+    return transform(template, {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}, NoManagedPolicies())[
+        "Resources"
+    ]
+
+
+def statements(resources: dict):
+    for logical_id, resource in resources.items():
+        documents = []
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            documents = [resource["Properties"]["PolicyDocument"]]
+        for document in documents:
+            for statement in document["Statement"]:
+                if isinstance(statement, dict) and "Fn::If" in statement:
+                    statement = statement["Fn::If"][1]  # the statement when its condition holds
+                yield logical_id, statement
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_statement_allows_every_action(resources):
+    found = list(statements(resources))
+    assert len(found) > 20, "the translator produced the functions' policies"
+    for logical_id, statement in found:
+        for action in as_list(statement["Action"]):
+            assert action != "*" and not str(action).endswith(":*"), (logical_id, action)
+
+
+def test_dynamodb_and_kms_actions_are_scoped_to_resources(resources):
+    for logical_id, statement in statements(resources):
+        actions = [str(a) for a in as_list(statement["Action"])]
+        if any(a.startswith(("dynamodb:", "kms:")) for a in actions):
+            for resource in as_list(statement["Resource"]):
+                assert resource != "*" and "*" not in str(resource).replace("/index/*", ""), (logical_id, resource)
+
+
+def test_each_function_gets_only_the_tables_it_uses(resources):
+    def tables_of(role: str) -> set[str]:
+        found = set()
+        for logical_id, statement in statements(resources):
+            if logical_id == role and any(str(a).startswith("dynamodb:") for a in as_list(statement["Action"])):
+                found |= {
+                    t
+                    for t in ("TenantConfigTable", "KeyVersionTable", "TenantDataTable")
+                    if t in str(statement["Resource"])
+                }
+        return found
+
+    assert tables_of("VerifyFunctionRole") == {"TenantConfigTable"}
+    assert tables_of("UnwrapFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
+    assert tables_of("ConfigureFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
+    assert tables_of("TenantDataFunctionRole") == {"TenantConfigTable", "KeyVersionTable", "TenantDataTable"}
+
+
+def test_the_direct_invoke_functions_are_not_behind_the_http_api(resources):
+    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    targets = {str(p["Properties"]["FunctionName"]) for p in permissions}
+    assert not any("UnwrapFunction" in t or "TenantDataFunction" in t for t in targets)
