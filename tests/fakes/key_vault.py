@@ -9,6 +9,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import os
 import re
 import ssl
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import ClientAuthenticationError
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
@@ -41,14 +42,17 @@ def unb64url(text: str) -> bytes:
 
 @dataclass
 class VaultKey:
-    versions: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    kind: str = "RSA"  # or "oct-HSM": a Managed HSM AES key
+    versions: dict[str, object] = field(default_factory=dict)
     current: str = ""
     enabled: bool = True
     deleted: bool = False
 
     def rotate(self) -> str:
         version = uuid.uuid4().hex
-        self.versions[version] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.versions[version] = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048) if self.kind == "RSA" else os.urandom(32)
+        )
         self.current = version
         return version
 
@@ -172,16 +176,23 @@ class FakeKeyVault:
                 private = key.versions.get(version)
                 if private is None:
                     return self._error(404, "KeyNotFound", "A key with this version was not found")
-                if body.get("alg") != "RSA-OAEP-256":
-                    return self._error(400, "BadParameter", f"unsupported algorithm {body.get('alg')}")
+                expected = "RSA-OAEP-256" if key.kind == "RSA" else "A256KW"
+                if body.get("alg") != expected:
+                    return self._error(400, "BadParameter", f"{body.get('alg')} is not valid for a {key.kind} key")
                 kid = f"https://{self.headers['Host']}/keys/{match['name']}/{version}"
                 if match["op"] == "wrapkey":
                     vault.requests[-1]["binding"] = unb64url(body["value"])[:32]
-                    value = private.public_key().encrypt(unb64url(body["value"]), OAEP_256)
+                    if key.kind == "RSA":
+                        value = private.public_key().encrypt(unb64url(body["value"]), OAEP_256)
+                    else:
+                        value = keywrap.aes_key_wrap(private, unb64url(body["value"]))
                 else:
                     try:
-                        value = private.decrypt(unb64url(body["value"]), OAEP_256)
-                    except ValueError:
+                        if key.kind == "RSA":
+                            value = private.decrypt(unb64url(body["value"]), OAEP_256)
+                        else:
+                            value = keywrap.aes_key_unwrap(private, unb64url(body["value"]))
+                    except (ValueError, keywrap.InvalidUnwrap):
                         return self._error(400, "BadParameter", "Unwrap failed: the ciphertext is invalid")
                     vault.requests[-1]["binding"] = value[:32]
                 return self._answer(200, {"kid": kid, "value": b64url(value)})
@@ -198,8 +209,8 @@ class FakeKeyVault:
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def create_key(self, name: str) -> str:
-        key = VaultKey()
+    def create_key(self, name: str, kind: str = "RSA") -> str:
+        key = VaultKey(kind=kind)
         key.rotate()
         self.keys[name] = key
         return f"{self.url}/keys/{name}"

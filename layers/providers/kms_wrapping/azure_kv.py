@@ -48,13 +48,25 @@ def algorithm_for(key_id: str) -> bytes:
     return b"\x02" if ".managedhsm." in key_id else b"\x01"
 
 
+ALGORITHM_NAMES = {"RSA-OAEP-256": b"\x01", "A256KW": b"\x02"}
+
+
 class AzureKeyVaultWrapper(KeyWrapper):
-    def __init__(self, *, provider: str, key_id: str, credential: Any, client_options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        provider: str,
+        key_id: str,
+        credential: Any,
+        client_options: dict[str, Any],
+        algorithm: str | None = None,
+    ) -> None:
         if not KEY_ID.match(key_id):
             raise ProviderConfigInvalid("key_id must be https://<vault>/keys/<name>[/<version>]")
         self.provider = provider
         self._key_id = key_id
         self._key_name_prefix = key_id.split("/keys/")[0] + "/keys/" + key_id.split("/keys/")[1].split("/")[0] + "/"
+        self._kind = ALGORITHM_NAMES[algorithm] if algorithm else algorithm_for(key_id)
         self._credential = credential
         self._options = client_options
         self._clients: dict[str, CryptographyClient] = {}
@@ -86,7 +98,7 @@ class AzureKeyVaultWrapper(KeyWrapper):
             raise ProviderUnavailable(f"{action}: Key Vault did not answer ({type(exc).__name__})") from None
 
     def _wrap(self, plaintext: bytes, context: WrapContext) -> WrappedKey:
-        kind = algorithm_for(self._key_id)
+        kind = self._kind
         payload = binding_digest(context) + plaintext
         answered: dict[str, str] = {}
 

@@ -217,3 +217,25 @@ def test_cross_cloud_migration_keeps_every_record(clouds, tenant_id):
         (2, "customer_kms_gcp", "destroyed"),
         (3, "customer_kms_azure", "active"),
     ]
+
+
+def test_managed_hsm_aes_keys_wrap_with_a256kw_and_stay_bound(clouds, tenant_id):
+    from fakes.key_vault import FakeCredential
+
+    from kms_wrapping import KeyAccessRefused
+    from kms_wrapping.azure_kv import AzureKeyVaultWrapper
+
+    key_id = clouds.key_vault.create_key(f"hsm-{tenant_id}", kind="oct-HSM")
+    wrapper = AzureKeyVaultWrapper(
+        provider="customer_kms_azure",
+        key_id=key_id,
+        credential=FakeCredential(),
+        client_options=clouds.key_vault.client_options(),
+        algorithm="A256KW",
+    )
+    tmk = os.urandom(32)
+    wrapped = wrapper.wrap(tmk, WrapContext(tenant_id, 1))
+    assert clouds.key_vault.requests[-1]["body"]["alg"] == "A256KW"
+    assert wrapper.unwrap(wrapped, WrapContext(tenant_id, 1)) == tmk
+    with pytest.raises(KeyAccessRefused):
+        wrapper.unwrap(wrapped, WrapContext(tenant_id, 2))
