@@ -11,7 +11,6 @@ import base64
 import os
 import secrets
 import signal
-import sys
 import threading
 from typing import Any
 
@@ -75,7 +74,7 @@ def main() -> None:
 
     from local_gateway import Gateway, serve
 
-    server = serve(Gateway(), port=args.port)
+    serve(Gateway(), port=args.port)
     print(
         f"Tenant KMS admin API on http://127.0.0.1:{args.port} (global wrap, DynamoDB Local at "
         f"{dynamodb.endpoint}, in memory).",
@@ -91,10 +90,10 @@ def main() -> None:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    stopped.wait()
-    server.shutdown()
+    while not stopped.wait(0.5):  # a timed wait keeps the main thread responsive to signals
+        pass
     dynamodb.stop()
-    sys.exit(0)
+    os._exit(0)  # the gateway's threads hold nothing worth a graceful close
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 240) ->
 
 
 def test_readme_run_command_serves_the_curl_sequence():
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", 3000)) != 0, "port 3000 is taken: stop what runs there first"
     quick_start = readme_block("## Quick start")
     run_command = next(line.split("#")[0].strip() for line in quick_start.splitlines() if "run" in line)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "MASTER_KEY"))}
@@ -68,4 +70,8 @@ def test_readme_run_command_serves_the_curl_sequence():
         assert unwrapped["version"] == 2 and len(unwrapped["key_b64"]) == 44
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            raise AssertionError("the local runner did not stop on SIGTERM") from None
