@@ -124,3 +124,20 @@ def structured_logs() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         service_logger.removeHandler(handler)
+
+
+def encodings(secret: bytes) -> list[str]:
+    """The ways a key could show up in text: hex, base64 (padded or not), URL-safe base64."""
+    return [
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode(),
+        base64.b64encode(secret).decode().rstrip("="),
+        base64.urlsafe_b64encode(secret).decode().rstrip("="),
+    ]
+
+
+def assert_no_key_material(text: str, keys: list[bytes]) -> None:
+    for key in keys:
+        for encoded in encodings(key):
+            assert encoded not in text, "key material in captured output"

@@ -6,20 +6,10 @@ import base64
 import os
 
 import boto3
-from support import Function, b64, http_sample, invoke_sample, snapshot_tables, structured_logs
+from support import Function, b64, encodings, http_sample, invoke_sample, snapshot_tables, structured_logs
 from testenv import MASTER_KEY, TABLES
 
 from tenant_kms.sealing import open_record
-
-
-def encodings(secret: bytes) -> list[str]:
-    return [
-        secret.hex(),
-        secret.hex().upper(),
-        base64.b64encode(secret).decode(),
-        base64.urlsafe_b64encode(secret).decode().rstrip("="),
-        base64.b64encode(secret).decode().rstrip("="),
-    ]
 
 
 def test_global_lifecycle_end_to_end_leaks_no_key_material(tenant_id, capfd):

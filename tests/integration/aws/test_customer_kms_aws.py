@@ -11,8 +11,8 @@ import boto3
 import pytest
 from conftest import make_customer
 from moto.core.authorization import disable_iam_authentication
-from support import Function, b64, http_sample, invoke_sample, snapshot_tables
-from testenv import TABLES
+from support import Function, assert_no_key_material, b64, http_sample, invoke_sample, snapshot_tables, structured_logs
+from testenv import MASTER_KEY, TABLES
 from world import Clock, configure, put_records, read, view
 
 
@@ -180,7 +180,19 @@ def test_one_decrypt_per_tenant_per_ttl_for_a_thousand_unwraps(aws, kms_proxy):
     assert kms_proxy.calls["Decrypt"] == 20
 
 
-def test_global_to_customer_and_back_with_data_and_the_kill_switch(tenant_id, customer, kms_proxy):
+def test_global_to_customer_and_back_with_data_and_the_kill_switch(tenant_id, customer, kms_proxy, capfd):
+    with structured_logs() as logs:
+        migrate_with_data(tenant_id, customer, kms_proxy)
+        unwrap = Function("unwrap")
+        keys = [
+            base64.b64decode(unwrap(invoke_sample("unwrap_version", tenant_id, version=v))["key_b64"]) for v in (2, 3)
+        ]
+    out, err = capfd.readouterr()
+    assert "audit unwrap success" in logs.getvalue() and "audit get_record success" in logs.getvalue()
+    assert_no_key_material(out + err + logs.getvalue(), [MASTER_KEY, *keys])
+
+
+def migrate_with_data(tenant_id, customer, kms_proxy):
     # Given a global tenant with 100 records
     assert configure(tenant_id, "global", {})[0] == 200
     values = {f"r{i:03d}": os.urandom(20) for i in range(100)}
