@@ -9,7 +9,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_REGION ?= us-east-1
 
-.PHONY: setup run test lint format build validate bench clean
+.PHONY: setup run test lint format build validate sam-local bench clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
 
@@ -36,8 +36,8 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed .local/dynamodb-local/.installed
 	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py
 
-## test: lint, template checks, then the whole suite (which runs sam build itself)
-test: setup lint validate
+## test: lint, template checks, Docker for sam local, then the whole suite (sam build and sam local included)
+test: setup lint validate sam-local
 	$(PY) -m pytest
 
 lint:
@@ -50,6 +50,10 @@ format:
 
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint --region $(AWS_REGION)
+
+## sam-local: Docker and a Lambda python3.11 image for sam local; never pulls (builds a stand-in instead)
+sam-local: $(VENV)/.installed
+	$(PY) local/lambda_image.py
 
 build: $(SAM_VENV)/.installed $(VENV)/.installed
 	$(PY) local/build_bundle.py .aws-sam/build
