@@ -141,3 +141,24 @@ def assert_no_key_material(text: str, keys: list[bytes]) -> None:
     for key in keys:
         for encoded in encodings(key):
             assert encoded not in text, "key material in captured output"
+
+
+class Clock:
+    """An injectable clock for session TTLs: time moves only when a test says so."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def read_record(data: Function, tenant_id: str, name: str) -> tuple[bytes, int] | str:
+    """A record's plaintext and version through the tenant data function, or its error code."""
+    answer = data(invoke_sample("tenant_data_get", tenant_id, name=name))
+    if "error" in answer:
+        return answer["error"]["code"]
+    return base64.b64decode(answer["value_b64"]), answer["version"]

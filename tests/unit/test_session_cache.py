@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from support import Clock
+
 from tenant_kms.keyring import SessionCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_ttl_counts_from_the_unwrap_not_from_last_use():

@@ -11,9 +11,18 @@ import boto3
 import pytest
 from conftest import make_customer
 from moto.core.authorization import disable_iam_authentication
-from support import Function, assert_no_key_material, b64, http_sample, invoke_sample, snapshot_tables, structured_logs
+from support import (
+    Clock,
+    Function,
+    assert_no_key_material,
+    b64,
+    http_sample,
+    invoke_sample,
+    snapshot_tables,
+    structured_logs,
+)
 from testenv import MASTER_KEY, TABLES
-from world import Clock, configure, put_records, read, view
+from world import configure, put_records, read, view
 
 
 def test_configure_customer_key_binds_the_wrap_by_encryption_context(tenant_id, customer, kms_proxy):

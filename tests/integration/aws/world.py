@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-
-from support import Function, b64, http_sample, invoke_sample
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from support import Function, b64, http_sample, invoke_sample, read_record
 
 
 def configure(tenant_id: str, provider: str, config: dict, *, function: Function | None = None) -> tuple[int, dict]:
@@ -35,7 +22,4 @@ def put_records(tenant_id: str, values: dict[str, bytes], data: Function | None 
 
 
 def read(tenant_id: str, name: str, data: Function) -> tuple[bytes, int] | str:
-    answer = data(invoke_sample("tenant_data_get", tenant_id, name=name))
-    if "error" in answer:
-        return answer["error"]["code"]
-    return base64.b64decode(answer["value_b64"]), answer["version"]
+    return read_record(data, tenant_id, name)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import os
 
 import boto3
 import google_crc32c
 import pytest
-from support import b64, http_sample, invoke_sample, snapshot_tables
+from support import Clock, b64, http_sample, invoke_sample, snapshot_tables
+from support import read_record as read
 from testenv import TABLES
 
 from kms_wrapping import WrapContext
@@ -17,23 +17,10 @@ from kms_wrapping.azure_kv import binding_digest
 PROVIDERS = ["customer_kms_gcp", "operator_kms_gcp", "customer_kms_azure", "operator_kms_azure"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def configure(clouds, tenant_id, provider, config=None):
     config = clouds.config(provider) if config is None else config
     body = {"provider": provider, "config": config}
     return clouds.function("configure").http(http_sample("configure_put_global", tenant_id, body=body))
-
-
-def read(data, tenant_id, name):
-    answer = data(invoke_sample("tenant_data_get", tenant_id, name=name))
-    return answer["error"]["code"] if "error" in answer else (base64.b64decode(answer["value_b64"]), answer["version"])
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
