@@ -32,9 +32,11 @@ $(SAM_VENV)/.installed:
 	$(PY) local/dynamodb_local.py
 	touch $@
 
-## run: the admin API on http://127.0.0.1:3000 (global wrap, DynamoDB Local in memory)
-run: $(VENV)/.installed .local/dynamodb-local/.installed
-	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py
+## run: admin API on http://127.0.0.1:3000, invoke API on :3001 (global wrap, DynamoDB Local in memory);
+## sam local in Lambda containers when Docker is usable, else the in-process gateway (RUNNER=sam|gateway chooses)
+RUNNER ?= auto
+run: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
+	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py --runner $(RUNNER)
 
 ## test: lint, template checks, Docker for sam local, then the whole suite (sam build and sam local included)
 test: setup lint validate sam-local

@@ -1,7 +1,14 @@
-"""Runs Tenant KMS on this machine with its embedded defaults: the global wrap with a
-fresh random master key, DynamoDB Local in memory, the admin API on 127.0.0.1:3000.
+"""Runs Tenant KMS on this machine with its embedded defaults: the global wrap with a fresh
+random master key, DynamoDB Local in memory, the admin API on 127.0.0.1:3000 and the Lambda
+invoke API (the direct-invoke functions) on 127.0.0.1:3001.
 
-State lives only as long as this process. No Docker, no cloud account.
+Two runners, one behaviour:
+- sam: when Docker is usable, the `sam build` artifact in Lambda containers, through
+  `sam local start-api` and `sam local start-lambda` (local/sam_local.py);
+- gateway: otherwise, the in-process gateway (local/local_gateway.py) running the handlers
+  from the source tree.
+Either way the claims come from the dev-only X-Local-Claims header. State lives only as long
+as this process. No cloud account.
 """
 
 from __future__ import annotations
@@ -11,18 +18,23 @@ import base64
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import boto3
 from dynamodb_local import DynamoDBLocal
 from local_tables import create_tables, load_template
 
+ROOT = Path(__file__).resolve().parent.parent
 LOCAL_TABLES = {
     "TenantConfigTable": "tenant-kms-configs",
     "KeyVersionTable": "tenant-kms-key-versions",
     "TenantDataTable": "tenant-kms-tenant-data",
 }
+RUNNERS = ("auto", "sam", "gateway")
 
 
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
@@ -48,7 +60,7 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
     }
 
 
-def configure_environment(endpoint: str, tables: dict[str, str]) -> None:
+def configure_environment(endpoint: str, tables: dict[str, str], master_key_b64: str) -> None:
     env = template_environment(load_template(), tables)
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
@@ -56,28 +68,110 @@ def configure_environment(endpoint: str, tables: dict[str, str]) -> None:
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="local",
         AWS_SECRET_ACCESS_KEY="local",
-        MASTER_KEY_B64=os.environ.get("MASTER_KEY_B64") or base64.b64encode(secrets.token_bytes(32)).decode(),
+        MASTER_KEY_B64=master_key_b64,
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_DISABLED="true",
     )
     os.environ.update(env)
 
 
+def choose_runner(requested: str) -> tuple[str, str]:
+    """The runner, and why it is that one."""
+    from lambda_image import docker_refusal
+
+    if requested == "gateway":
+        return "gateway", "asked for"
+    if requested == "sam":
+        return "sam", "asked for"
+    refusal = docker_refusal()
+    if refusal is None:
+        return "sam", "Docker is usable"
+    return "gateway", f"Docker is not usable: {refusal}"
+
+
+class SamRunner:
+    """start-api and start-lambda from the `sam build` artifact, in Lambda containers."""
+
+    def __init__(self, dynamodb_port: int, master_key_b64: str) -> None:
+        self.dynamodb_port = dynamodb_port
+        self.master_key_b64 = master_key_b64
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, api_port: int, invoke_port: int) -> None:
+        import lambda_image
+        import sam_local
+        from build_bundle import build
+
+        image = lambda_image.prepare(report=lambda line: print(line, flush=True))
+        build_dir = ROOT / ".aws-sam" / "build"
+        print(f"sam build -> {build_dir} ...", flush=True)
+        built = build(build_dir)
+        if built.returncode != 0:
+            sys.exit(f"sam build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
+        local = sam_local.SamLocal(
+            template=sam_local.write_local_template(build_dir),
+            image=image,
+            env_vars=sam_local.write_env_vars(
+                ROOT / ".local" / "sam-env.json",
+                tables=LOCAL_TABLES,
+                master_key_b64=self.master_key_b64,
+                dynamodb_port=self.dynamodb_port,
+            ),
+        )
+        for command, port in (("start-api", api_port), ("start-lambda", invoke_port)):
+            process = local.start(command, port)
+            self.processes.append(process)
+            if not sam_local.wait_listening(port, process, timeout=180):  # a start-up bound
+                self.stop()
+                sys.exit(f"sam local {command} did not listen on port {port}")
+
+    def stop(self) -> None:
+        import sam_local
+
+        for process in self.processes:
+            sam_local.stop(process)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=3000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=3000, help="admin API (default 3000)")
+    parser.add_argument("--invoke-port", type=int, default=3001, help="Lambda invoke API (default 3001)")
+    parser.add_argument("--runner", choices=RUNNERS, default="auto")
     args = parser.parse_args()
 
+    runner, why = choose_runner(args.runner)
+    if runner == "sam":
+        print(f"runner: sam local start-api and start-lambda, Lambda containers ({why})", flush=True)
+    else:
+        print(f"runner: the in-process gateway, no containers ({why})", flush=True)
+
+    master_key_b64 = os.environ.get("MASTER_KEY_B64") or base64.b64encode(secrets.token_bytes(32)).decode()
     dynamodb = DynamoDBLocal().start()
-    configure_environment(dynamodb.endpoint, LOCAL_TABLES)
-    create_tables(boto3.client("dynamodb"), LOCAL_TABLES)
+    create_tables(
+        boto3.client(
+            "dynamodb",
+            endpoint_url=dynamodb.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        ),
+        LOCAL_TABLES,
+    )
 
-    from local_gateway import Gateway, serve
+    sam = None
+    if runner == "sam":
+        sam = SamRunner(dynamodb.port, master_key_b64)
+        sam.start(args.port, args.invoke_port)
+    else:
+        from local_gateway import Gateway, serve
 
-    serve(Gateway(), port=args.port)
+        configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64)
+        gateway = Gateway()
+        serve(gateway, port=args.port)
+        serve(gateway, port=args.invoke_port)
     print(
-        f"Tenant KMS admin API on http://127.0.0.1:{args.port} (global wrap, DynamoDB Local at "
-        f"{dynamodb.endpoint}, in memory).",
+        f"Tenant KMS admin API on http://127.0.0.1:{args.port}, Lambda invoke API on "
+        f"http://127.0.0.1:{args.invoke_port} (global wrap, DynamoDB Local at {dynamodb.endpoint}, in memory).",
         flush=True,
     )
     print(
@@ -85,13 +179,14 @@ def main() -> None:
         '{"sub":"alice","tenant_id":"acme","scope":"tenant-kms/admin"}',
         flush=True,
     )
-    print("Direct invoke: POST /2015-03-31/functions/UnwrapFunction/invocations", flush=True)
 
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     while not stopped.wait(0.5):  # a timed wait keeps the main thread responsive to signals
         pass
+    if sam is not None:
+        sam.stop()
     dynamodb.stop()
     os._exit(0)  # the gateway's threads hold nothing worth a graceful close
 

@@ -33,4 +33,4 @@ def show(tenant_id: str):
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)
+    return handle_admin(app, event, context, settings)

@@ -37,4 +37,4 @@ def destroy(tenant_id: str, version: int):
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)
+    return handle_admin(app, event, context, settings)

@@ -31,4 +31,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         return run_until_deadline(
             service.tenants_pending_rewrap(), lambda t: service.rewrap(t, actor="schedule", should_stop=stop), context
         )
-    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)
+    return handle_admin(app, event, context, settings)

@@ -27,4 +27,4 @@ def verify(tenant_id: str):
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if is_scheduled(event):
         return run_until_deadline(service.tenants(), lambda t: service.verify(t, actor="schedule"), context)
-    return handle_admin(app, event, context, max_body_bytes=settings.max_body_bytes)
+    return handle_admin(app, event, context, settings)

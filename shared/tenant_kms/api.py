@@ -32,6 +32,7 @@ from tenant_kms.errors import (
 )
 from tenant_kms.observability import logger
 from tenant_kms.provider_config import describe_errors
+from tenant_kms.settings import Settings
 
 ADMIN_SCOPE = "tenant-kms/admin"
 OPERATOR_SCOPE = "tenant-kms/operator"
@@ -66,8 +67,14 @@ class Caller:
         return ADMIN_SCOPE in self.scopes and self.tenant_id == tenant_id
 
 
-def caller_of(event: dict[str, Any]) -> Caller:
-    claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt", {}).get("claims")
+def caller_of(event: dict[str, Any], authorizer: str = "jwt") -> Caller:
+    """The caller, from the claims the deployment's authorizer put in the request context.
+
+    Only API Gateway writes requestContext, and only the configured authorizer's part of it is
+    read: a JWT authorizer's verified claims, or a Lambda authorizer's context.
+    """
+    found = (event.get("requestContext") or {}).get("authorizer") or {}
+    claims = (found.get("jwt") or {}).get("claims") if authorizer == "jwt" else found.get("lambda")
     if not isinstance(claims, dict) or not claims:
         raise Unauthorized("authentication required")
     raw_scope = claims.get("scope") or ""
@@ -139,10 +146,11 @@ def current_caller(app: APIGatewayHttpResolver) -> Caller:
     return app.context["caller"]
 
 
-def handle_admin(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, *, max_body_bytes: int) -> dict:
+def handle_admin(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, settings: Settings) -> dict:
     """Authenticate, authorise and bound the request, then route it."""
+    max_body_bytes = settings.max_body_bytes
     try:
-        caller = caller_of(event)
+        caller = caller_of(event, settings.admin_authorizer)
         tenant_id = _path_tenant(event)
         if tenant_id is not None:
             if not _TENANT_ID.match(tenant_id):

@@ -9,6 +9,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# jwt: API Gateway's JWT authorizer (the deployed API). lambda: a Lambda authorizer's context
+# (sam local start-api, which runs no JWT authorizer; see local/sam_local.py).
+ADMIN_AUTHORIZERS = ("jwt", "lambda")
+
 
 class ConfigurationError(RuntimeError):
     """A deployment setting is missing or malformed; the function cannot start."""
@@ -57,6 +61,8 @@ class Settings:
     operator_azure_key_id: str = ""
     operator_azure_tenant_id: str = ""
     operator_azure_client_id: str = ""
+    # Which API Gateway authorizer's output carries the admin caller's claims.
+    admin_authorizer: str = "jwt"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,7 +92,13 @@ class Settings:
             operator_azure_key_id=env.get("OPERATOR_AZURE_KEY_ID", "").strip(),
             operator_azure_tenant_id=env.get("OPERATOR_AZURE_TENANT_ID", "").strip(),
             operator_azure_client_id=env.get("OPERATOR_AZURE_CLIENT_ID", "").strip(),
+            admin_authorizer=env.get("ADMIN_AUTHORIZER", "").strip() or "jwt",
         )
+        if settings.admin_authorizer not in ADMIN_AUTHORIZERS:
+            raise ConfigurationError(
+                f"setting ADMIN_AUTHORIZER must be one of {', '.join(ADMIN_AUTHORIZERS)}, "
+                f"got {settings.admin_authorizer!r}"
+            )
         if not settings.master_key_b64 and not settings.master_key_secret_id:
             raise ConfigurationError("set MASTER_KEY_SECRET_ID (deployments) or MASTER_KEY_B64 (local runs)")
         if settings.master_key_b64:

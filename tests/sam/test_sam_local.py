@@ -1,10 +1,12 @@
 """Every function runs from the `sam build` artifact in a Lambda container through `sam local`.
 
 `sam local invoke` runs each function with each of its sample events from events/, in the
-order of a tenant's lifecycle, against DynamoDB Local on the host; `sam local start-api` and
-`sam local start-lambda` serve the README's curl sequence as far as they can. The container
-image comes from local/lambda_image.py (the official Lambda image when present, otherwise a
-stand-in built locally): no image is ever pulled. Without a usable Docker these tests fail.
+order of a tenant's lifecycle, against DynamoDB Local on the host, from the built template as
+deployed. `sam local start-api` and `sam local start-lambda` serve the README's curl sequence
+from the local template (local/sam_local.py: LocalClaimsAuthorizer in place of the JWT
+authorizer, which sam local does not run). The container image comes from
+local/lambda_image.py (the official Lambda image when present, otherwise a stand-in built
+locally): no image is ever pulled. Without a usable Docker these tests fail.
 """
 
 from __future__ import annotations
@@ -12,42 +14,37 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
 import lambda_image
 import pytest
 import testenv
-import yaml
 from build_bundle import build
 from dynamodb_local import DynamoDBLocal, free_port
 from local_tables import create_tables
+from sam_local import SAM, SamLocal, stop, wait_listening, write_env_vars, write_local_template
 from support import EVENTS, ROOT
 
 pytestmark = pytest.mark.sam
 
-SAM = os.environ.get("SAM_CLI", str(ROOT / ".tools-sam" / "bin" / "sam"))
-SAM_ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
 README = (ROOT / "README.md").read_text()
-README_BASE_URL = "http://127.0.0.1:3000"
-UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "authentication required"}}
+README_API_URL = "http://127.0.0.1:3000"
+README_INVOKE_URL = "http://127.0.0.1:3001"
+ADMIN = {"sub": "alice", "tenant_id": "acme", "scope": "tenant-kms/admin"}
 
 
 @dataclass(frozen=True)
-class SamLocal:
-    build_dir: Path
-    options: tuple[str, ...]  # what every `sam local` command here is given
+class Stack:
+    deployed: SamLocal  # the built template, as it deploys: JWT authorizer, ADMIN_AUTHORIZER=jwt
+    local: SamLocal  # the local template: LocalClaimsAuthorizer, ADMIN_AUTHORIZER=lambda
     dynamodb: Any  # a boto3 client of the DynamoDB Local the containers use
 
     def clear(self) -> None:
@@ -59,7 +56,10 @@ class SamLocal:
 
     def snapshot(self) -> dict[str, list]:
         return {
-            name: sorted(json.dumps(item, sort_keys=True) for item in self.dynamodb.scan(TableName=name)["Items"])
+            name: sorted(
+                json.dumps(item, sort_keys=True, default=bytes.hex)
+                for item in self.dynamodb.scan(TableName=name)["Items"]
+            )
             for name in testenv.TABLES.values()
         }
 
@@ -85,62 +85,30 @@ def container_dynamodb() -> Iterator[tuple[DynamoDBLocal, Any]]:
 
 
 @pytest.fixture(scope="module")
-def sam_local(invoke_image, container_dynamodb, tmp_path_factory) -> SamLocal:
+def stack(invoke_image, container_dynamodb, tmp_path_factory) -> Stack:
     dynamodb, client = container_dynamodb
     build_dir = tmp_path_factory.mktemp("sam-local-build")
     built = build(build_dir, sam=SAM)  # what `make build` produces: sam build, bytecode included
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    template = build_dir / "template.yaml"
-    declare_dynamodb_endpoint(template)
-    env_vars = build_dir.parent / "env-vars.json"
-    env_vars.write_text(
-        json.dumps(
-            {
-                "Parameters": {
-                    "CONFIG_TABLE": testenv.TABLES["TenantConfigTable"],
-                    "KEY_VERSION_TABLE": testenv.TABLES["KeyVersionTable"],
-                    "TENANT_DATA_TABLE": testenv.TABLES["TenantDataTable"],
-                    "MASTER_KEY_B64": base64.b64encode(testenv.MASTER_KEY).decode(),
-                    "MASTER_KEY_SECRET_ID": "",
-                    "AWS_ENDPOINT_URL_DYNAMODB": f"http://host.docker.internal:{dynamodb.port}",
-                }
-            }
-        )
+    env_vars = write_env_vars(
+        build_dir.parent / "env-vars.json",
+        tables=testenv.TABLES,
+        master_key_b64=base64.b64encode(testenv.MASTER_KEY).decode(),
+        dynamodb_port=dynamodb.port,
     )
-    options = (
-        "--template-file", str(template),
-        "--invoke-image", invoke_image,
-        "--skip-pull-image",
-        "--add-host", "host.docker.internal:host-gateway",
-        "--env-vars", str(env_vars),
-    )  # fmt: skip
-    return SamLocal(build_dir, options, client)
-
-
-def declare_dynamodb_endpoint(template: Path) -> None:
-    """sam local gives a function only the variables the template declares, and template.yaml
-    does not declare AWS_ENDPOINT_URL_DYNAMODB: declare it (empty, as a deployment would have
-    it) in the built copy, so --env-vars can point the functions at DynamoDB Local."""
-    built = yaml.safe_load(template.read_text())  # sam build writes plain YAML, no short tags
-    variables = built["Globals"]["Function"]["Environment"]["Variables"]
-    if "AWS_ENDPOINT_URL_DYNAMODB" not in variables:
-        variables["AWS_ENDPOINT_URL_DYNAMODB"] = ""
-        template.write_text(yaml.safe_dump(built, sort_keys=False))
-
-
-def invoke(sam_local: SamLocal, function: str, event_name: str) -> dict[str, Any]:
-    """`sam local invoke` of one function with one sample event; its answer."""
-    result = subprocess.run(
-        [SAM, "local", "invoke", function, "--event", str(EVENTS / f"{event_name}.json"), *sam_local.options],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=SAM_ENV,
+    return Stack(
+        deployed=SamLocal(build_dir / "template.yaml", invoke_image, env_vars),
+        local=SamLocal(write_local_template(build_dir), invoke_image, env_vars),
+        dynamodb=client,
     )
+
+
+def invoke(stack: Stack, function: str, event_name: str) -> dict[str, Any]:
+    """`sam local invoke` of one function (built template) with one sample event; its answer."""
+    result = stack.deployed.invoke(function, EVENTS / f"{event_name}.json")
     logs = result.stderr[-4000:]
     assert result.returncode == 0, logs
-    assert f"Mounting {sam_local.build_dir / function} as /var/task" in result.stderr, logs
+    assert f"Mounting {stack.deployed.build_dir / function} as /var/task" in result.stderr, logs
     lines = result.stdout.strip().splitlines()
     assert lines, logs
     answer = json.loads(lines[-1])
@@ -152,11 +120,11 @@ def http(answer: dict[str, Any]) -> tuple[int, Any]:
     return answer["statusCode"], json.loads(answer["body"]) if answer.get("body") else None
 
 
-def test_every_function_runs_in_a_lambda_container_with_each_sample_event(sam_local):
-    sam_local.clear()
+def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack):
+    stack.clear()
 
     def call(function: str, event_name: str) -> dict[str, Any]:
-        return invoke(sam_local, function, event_name)
+        return invoke(stack, function, event_name)
 
     status, view = http(call("ConfigureFunction", "configure_put_global"))
     assert (status, view["tenant_id"], view["provider"], view["active_version"]) == (200, "acme", "global", 1)
@@ -199,114 +167,120 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(sam_lo
     assert http(call("ProvisionFunction", "provision_destroy")) == (204, None)
     assert http(call("EraseFunction", "erase_delete")) == (204, None)
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
-    assert all(items == [] for items in sam_local.snapshot().values())
+    assert all(items == [] for items in stack.snapshot().values())
 
 
 # ------------------------------------------------------- start-api, start-lambda
 
 
 @contextlib.contextmanager
-def serving(sam_local: SamLocal, command: str) -> Iterator[str]:
+def serving(local: SamLocal, command: str) -> Iterator[str]:
     """`sam local start-api` or `start-lambda` on a free port, warm containers; its base URL."""
     port = free_port()
-    log = sam_local.build_dir.parent / f"{command}.log"
+    log = local.build_dir.parent / f"{command}-{port}.log"
     with log.open("w") as out:
-        server = subprocess.Popen(
-            [SAM, "local", command, "--port", str(port), "--warm-containers", "LAZY", *sam_local.options],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=SAM_ENV,
-        )
+        server = local.start(command, port, out)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, log.read_text()[-4000:]
-            if time.monotonic() > deadline:  # a start-up bound, not a speed check
-                pytest.fail(f"sam local {command} did not listen: {log.read_text()[-4000:]}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.5)
+        if not wait_listening(port, server, timeout=120):  # a start-up bound, not a speed check
+            pytest.fail(f"sam local {command} did not listen: {log.read_text()[-4000:]}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()  # SAM removes its warm containers on SIGTERM
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 def readme_block(after: str) -> str:
     """The first bash block after a phrase of the README's "Try it" section."""
     section = README[README.index("### Try it") :]
-    block = re.search(r"```bash\n(.*?)```", section[section.index(after) :], re.S).group(1)
-    assert README_BASE_URL in block
-    return block
+    return re.search(r"```bash\n(.*?)```", section[section.index(after) :], re.S).group(1)
 
 
-def run_readme_block(block: str, base_url: str) -> list[Any]:
-    """Run it as written, against ``base_url``; each curl's answer."""
+def run_readme_block(block: str, *, api_url: str = README_API_URL, invoke_url: str = README_INVOKE_URL) -> list[Any]:
+    """Run it as written against these servers; each curl's answer."""
     assert shutil.which("curl"), "the README's curl block needs curl (apt-get install -y curl)"
-    result = subprocess.run(
-        ["bash", "-c", block.replace(README_BASE_URL, base_url)], capture_output=True, text=True, timeout=300
-    )
+    script = block.replace(README_API_URL, api_url).replace(README_INVOKE_URL, invoke_url)
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
-def test_start_api_serves_the_readme_routes_but_no_claims_reach_the_functions(sam_local):
-    """sam local start-api does not run HttpApi JWT authorizers ("Authorizer 'TenantKmsJwt' ...
-    was not found, skipping"): the event it builds has no requestContext.authorizer at all, and
-    it never reads X-Local-Claims (the local runner's header) nor decodes a bearer token. So
-    every admin route answers the functions' own 401, and nothing is written."""
-    before = sam_local.snapshot()
-    with serving(sam_local, "start-api") as base_url:
-        admin = run_readme_block(readme_block("With `make run` going"), base_url)
-        assert admin == [UNAUTHORIZED] * 4
-        # The Lambda invoke path is not an admin route: the $default route (ConfigureFunction) answers it.
-        invoked = run_readme_block(readme_block("through the Lambda invoke path"), base_url)
-        assert invoked == [UNAUTHORIZED] * 2
-
-        claims = {"sub": "alice", "tenant_id": "acme", "scope": "tenant-kms/admin"}
-        unsigned_jwt = ".".join(
-            base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
-            for part in ({"alg": "none"}, claims)
-        )
-        request = urllib.request.Request(
-            f"{base_url}/tenants/acme/kms",
-            headers={"X-Local-Claims": json.dumps(claims), "Authorization": f"Bearer {unsigned_jwt}."},
-        )
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=120)
-        assert (refused.value.code, json.loads(refused.value.read())) == (401, UNAUTHORIZED)
-    assert sam_local.snapshot() == before
+def request(url: str, method: str = "GET", *, claims: Any = None, raw_claims: str | None = None, body: Any = None):
+    headers = {"Content-Type": "application/json"}
+    if claims is not None:
+        headers["X-Local-Claims"] = json.dumps(claims)
+    if raw_claims is not None:
+        headers["X-Local-Claims"] = raw_claims
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method), timeout=300) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"null")
 
 
-def test_start_lambda_serves_the_readme_direct_invoke_curls(sam_local):
-    """The README's admin requests reach the functions as API Gateway would deliver them after
-    its JWT authorizer (the sample events, claims included), then the README's direct-invoke
-    curls run as written against start-lambda, which serves the Lambda invoke API."""
-    sam_local.clear()
-    with serving(sam_local, "start-lambda") as base_url:
-
-        def invoke_api(function: str, event_name: str) -> Any:
-            request = urllib.request.Request(
-                f"{base_url}/2015-03-31/functions/{function}/invocations",
-                data=(EVENTS / f"{event_name}.json").read_bytes(),
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return json.loads(response.read())
-
-        status, configured = http(invoke_api("ConfigureFunction", "configure_put_global"))
-        assert (status, configured["provider"], configured["active_version"]) == (200, "global", 1)
-        status, shown = http(invoke_api("ConfigureFunction", "configure_get"))
-        assert (status, shown["status"], shown["active_version"]) == (200, "active", 1)
-        assert http(invoke_api("ProvisionFunction", "provision_post")) == (201, {"version": 2, "status": "active"})
-        status, listed = http(invoke_api("ProvisionFunction", "provision_list"))
+def test_start_api_and_start_lambda_serve_the_readme_curl_sequence(stack):
+    stack.clear()
+    admin_block = readme_block("With `make run` going")
+    invoke_block = readme_block("through the Lambda invoke path")
+    assert README_API_URL in admin_block and README_INVOKE_URL in invoke_block
+    with serving(stack.local, "start-api") as api_url, serving(stack.local, "start-lambda") as invoke_url:
+        configured, shown, provisioned, listed = run_readme_block(admin_block, api_url=api_url)
+        assert (configured["tenant_id"], configured["provider"], configured["active_version"]) == ("acme", "global", 1)
+        assert (shown["status"], shown["active_version"], shown["last_verify_error"]) == ("active", 1, None)
+        assert shown["last_verified_at"]
+        assert provisioned == {"version": 2, "status": "active"}
         assert [(v["version"], v["status"]) for v in listed["versions"]] == [(1, "retired"), (2, "active")]
 
-        put, unwrapped = run_readme_block(readme_block("through the Lambda invoke path"), base_url)
+        put, unwrapped = run_readme_block(invoke_block, invoke_url=invoke_url)
         assert put == {"name": "db-admin-password", "version": 2}
         assert (unwrapped["tenant_id"], unwrapped["version"], unwrapped["provider"]) == ("acme", 2, "global")
         assert len(base64.b64decode(unwrapped["key_b64"])) == 32
+
+        # The rest of the lifecycle through the same API: what the curls wrote is really there.
+        assert request(f"{api_url}/tenants/acme/kms/verify", "POST", claims=ADMIN)[1]["ok"] is True
+        status, progress = request(f"{api_url}/tenants/acme/rewrap", "POST", claims=ADMIN)
+        assert (status, progress["complete"]) == (202, True)
+        assert request(f"{api_url}/tenants/acme/keys/1", "DELETE", claims=ADMIN) == (204, None)
+        assert request(f"{api_url}/tenants/acme/keys/2", "DELETE", claims=ADMIN)[0] == 409
+        assert request(f"{api_url}/tenants/acme", "DELETE", claims=ADMIN) == (204, None)
+    assert all(items == [] for items in stack.snapshot().values())
+
+
+def test_start_api_refusals_change_nothing(stack):
+    """What API Gateway refuses (no claims header, an authorizer that says no) and what the
+    functions refuse (another tenant, no admin scope, bad input) leaves the tables as they were."""
+    stack.clear()
+    with serving(stack.local, "start-api") as api_url:
+        assert (
+            request(f"{api_url}/tenants/acme/kms", "PUT", claims=ADMIN, body={"provider": "global", "config": {}})[0]
+            == 200
+        )
+        before = stack.snapshot()
+        kms = f"{api_url}/tenants/acme/kms"
+        assert request(kms, "PUT", body={"provider": "global", "config": {}}) == (401, {"message": "Unauthorized"})
+        for malformed in ("not json", "[]", "{}"):
+            status, body = request(f"{api_url}/tenants/acme/keys", "POST", raw_claims=malformed)
+            assert status == 403 and "error" not in body, (malformed, body)
+        other = {"sub": "mallory", "tenant_id": "other", "scope": "tenant-kms/admin"}
+        status, body = request(f"{api_url}/tenants/acme/keys", "POST", claims=other)
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+        reader = {"sub": "bob", "tenant_id": "acme", "scope": "openid"}
+        assert request(f"{api_url}/tenants/acme", "DELETE", claims=reader)[1]["error"]["code"] == "forbidden"
+        status, body = request(kms, "PUT", claims=ADMIN, body={"provider": "global", "config": {"x": 1}})
+        assert (status, body["error"]["code"]) == (400, "invalid_request")
+        status, body = request(f"{api_url}/nowhere", claims=ADMIN)
+        assert (status, body["error"]["code"]) == (404, "not_found")
+        assert stack.snapshot() == before
+
+
+def test_deployed_template_under_start_api_trusts_no_local_claims(stack):
+    """The built template as deployed: sam local skips its JWT authorizer, so the functions
+    (ADMIN_AUTHORIZER=jwt) see no verified claims and refuse; X-Local-Claims means nothing to them."""
+    stack.clear()
+    with serving(stack.deployed, "start-api") as api_url:
+        refused = [
+            request(f"{api_url}/tenants/acme/kms", "PUT", claims=ADMIN, body={"provider": "global", "config": {}}),
+            request(f"{api_url}/tenants/acme/keys", "POST", claims=ADMIN),
+        ]
+    unauthorized = {"error": {"code": "unauthorized", "message": "authentication required"}}
+    assert refused == [(401, unauthorized)] * 2
+    assert all(items == [] for items in stack.snapshot().values())

@@ -1,0 +1,170 @@
+"""`sam local` against the `sam build` artifact: the local template, its environment, the commands.
+
+sam local start-api runs no JWT authorizer (it keeps only Lambda authorizers), so the admin
+routes would reach the functions with no claims. The local template is the built one with one
+difference: AdminApi's authorizer is LocalClaimsAuthorizer (local/claims_authorizer), which
+passes the dev-only ``X-Local-Claims`` header on as a Lambda authorizer's context, and the
+functions are told to read that context (ADMIN_AUTHORIZER=lambda). template.yaml, and so every
+deployment, keeps the JWT authorizer and ADMIN_AUTHORIZER=jwt.
+
+Containers reach DynamoDB Local on the host at host.docker.internal; the image comes from
+local/lambda_image.py and is never pulled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+from local_tables import TABLE_SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+SAM = os.environ.get("SAM_CLI", str(ROOT / ".tools-sam" / "bin" / "sam"))
+LOCAL_AUTHORIZER = "LocalClaimsAuthorizer"
+AUTHORIZER_CODE = Path(__file__).resolve().parent / "claims_authorizer"
+CLAIMS_HEADER = "X-Local-Claims"
+
+
+def write_local_template(build_dir: Path) -> Path:
+    """The built template with LocalClaimsAuthorizer in place of the JWT authorizer, next to it
+    (the functions' CodeUri are relative to the build directory)."""
+    template = yaml.safe_load((build_dir / "template.yaml").read_text())  # sam build writes no short tags
+    resources = template["Resources"]
+    resources["AdminApi"]["Properties"]["Auth"] = {
+        "DefaultAuthorizer": LOCAL_AUTHORIZER,
+        "Authorizers": {
+            LOCAL_AUTHORIZER: {
+                "FunctionArn": {"Fn::GetAtt": [LOCAL_AUTHORIZER, "Arn"]},
+                "AuthorizerPayloadFormatVersion": "2.0",
+                "EnableSimpleResponses": True,
+                # No header: API Gateway answers 401 without calling anything, as with a JWT.
+                "Identity": {"Headers": [CLAIMS_HEADER]},
+            }
+        },
+    }
+    resources[LOCAL_AUTHORIZER] = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "Description": "Local only: X-Local-Claims as a Lambda authorizer's context",
+            "CodeUri": str(AUTHORIZER_CODE),
+            "Handler": "claims_authorizer.handler",
+            "Timeout": 10,
+        },
+    }
+    template["Globals"]["Function"]["Environment"]["Variables"]["ADMIN_AUTHORIZER"] = "lambda"
+    local = build_dir / "template.local.yaml"
+    local.write_text(yaml.safe_dump(template, sort_keys=False))
+    return local
+
+
+def write_env_vars(path: Path, *, tables: dict[str, str], master_key_b64: str, dynamodb_port: int) -> Path:
+    """--env-vars for every function: table names, the local master key, DynamoDB Local's endpoint
+    as the containers see it. Only variables template.yaml declares reach a function."""
+    variables = {setting: tables[logical_id] for logical_id, setting in TABLE_SETTINGS.items()}
+    variables.update(
+        MASTER_KEY_B64=master_key_b64,
+        MASTER_KEY_SECRET_ID="",
+        AWS_ENDPOINT_URL_DYNAMODB=f"http://host.docker.internal:{dynamodb_port}",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"Parameters": variables}, indent=2))
+    return path
+
+
+def declared_variables(template: Path) -> set[str]:
+    built = yaml.safe_load(template.read_text())
+    declared = set(built["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in built["Resources"].values():
+        declared |= set(((resource.get("Properties") or {}).get("Environment") or {}).get("Variables") or {})
+    return declared
+
+
+def sam_environment(template: Path) -> dict[str, str]:
+    """The environment for sam itself. A variable the template declares takes its value from the
+    shell before the template, so those are dropped: the template and --env-vars decide. sam
+    also hands the host's AWS credentials to the containers: it gets placeholders, so a
+    developer's real credentials never reach a local run (DynamoDB Local accepts any)."""
+    dropped = declared_variables(template) | {"AWS_PROFILE", "AWS_SESSION_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(
+        SAM_CLI_TELEMETRY="0",
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+        AWS_REGION=env.get("AWS_REGION") or "us-east-1",
+        AWS_DEFAULT_REGION=env.get("AWS_REGION") or "us-east-1",
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class SamLocal:
+    template: Path
+    image: str
+    env_vars: Path
+
+    @property
+    def build_dir(self) -> Path:
+        return self.template.parent
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """What every `sam local` command here is given."""
+        return (
+            "--template-file", str(self.template),
+            "--invoke-image", self.image,
+            "--skip-pull-image",
+            "--add-host", "host.docker.internal:host-gateway",
+            "--env-vars", str(self.env_vars),
+        )  # fmt: skip
+
+    def invoke(self, function: str, event: Path, *, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [SAM, "local", "invoke", function, "--event", str(event), *self.options],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=sam_environment(self.template),
+        )
+
+    def start(self, command: str, port: int, output: IO[Any] | None = None) -> subprocess.Popen:
+        """`sam local start-api` or `start-lambda` on 127.0.0.1:port with warm containers."""
+        return subprocess.Popen(
+            [SAM, "local", command, "--port", str(port), "--warm-containers", "LAZY", *self.options],
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+            env=sam_environment(self.template),
+        )
+
+
+def wait_listening(port: int, process: subprocess.Popen, timeout: float) -> bool:
+    """True once 127.0.0.1:port accepts connections; False if the process ended or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+def stop(process: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM (SAM removes its warm containers), then SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
