@@ -64,15 +64,23 @@ def write_local_template(build_dir: Path) -> Path:
     return local
 
 
-def write_env_vars(path: Path, *, tables: dict[str, str], master_key_b64: str, dynamodb_port: int) -> Path:
+def write_env_vars(
+    path: Path,
+    *,
+    tables: dict[str, str],
+    master_key_b64: str,
+    dynamodb_port: int,
+    extra: dict[str, str] | None = None,
+) -> Path:
     """--env-vars for every function: table names, the local master key, DynamoDB Local's endpoint
-    as the containers see it. Only variables template.yaml declares reach a function."""
+    as the containers see it, and ``extra``. Only variables template.yaml declares reach a function."""
     variables = {setting: tables[logical_id] for logical_id, setting in TABLE_SETTINGS.items()}
     variables.update(
         MASTER_KEY_B64=master_key_b64,
         MASTER_KEY_SECRET_ID="",
         AWS_ENDPOINT_URL_DYNAMODB=f"http://host.docker.internal:{dynamodb_port}",
     )
+    variables.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(json.dumps({"Parameters": variables}, indent=2))
@@ -87,17 +95,18 @@ def declared_variables(template: Path) -> set[str]:
     return declared
 
 
-def sam_environment(template: Path) -> dict[str, str]:
+def sam_environment(template: Path, credentials: tuple[str, str] = ("local", "local")) -> dict[str, str]:
     """The environment for sam itself. A variable the template declares takes its value from the
     shell before the template, so those are dropped: the template and --env-vars decide. sam
-    also hands the host's AWS credentials to the containers: it gets placeholders, so a
-    developer's real credentials never reach a local run (DynamoDB Local accepts any)."""
+    also hands the host's AWS credentials to the containers: it gets ``credentials`` (local
+    placeholders unless a local stand-in wants particular ones), so a developer's real
+    credentials never reach a local run."""
     dropped = declared_variables(template) | {"AWS_PROFILE", "AWS_SESSION_TOKEN"}
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         SAM_CLI_TELEMETRY="0",
-        AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",
+        AWS_ACCESS_KEY_ID=credentials[0],
+        AWS_SECRET_ACCESS_KEY=credentials[1],
         AWS_REGION=env.get("AWS_REGION") or "us-east-1",
         AWS_DEFAULT_REGION=env.get("AWS_REGION") or "us-east-1",
     )
@@ -109,6 +118,7 @@ class SamLocal:
     template: Path
     image: str
     env_vars: Path
+    credentials: tuple[str, str] = ("local", "local")  # what the containers call AWS services with
 
     @property
     def build_dir(self) -> Path:
@@ -132,7 +142,7 @@ class SamLocal:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=sam_environment(self.template),
+            env=sam_environment(self.template, self.credentials),
         )
 
     def start(self, command: str, port: int, output: IO[Any] | None = None) -> subprocess.Popen:
@@ -142,7 +152,7 @@ class SamLocal:
             cwd=ROOT,
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
-            env=sam_environment(self.template),
+            env=sam_environment(self.template, self.credentials),
         )
 
 

@@ -25,7 +25,8 @@ def moto_server():
     from moto.server import ThreadedMotoServer
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Every interface, so sam local's containers reach it too (as host.docker.internal).
+    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()

@@ -31,6 +31,7 @@ import testenv
 from build_bundle import build
 from dynamodb_local import DynamoDBLocal, free_port
 from local_tables import create_tables
+from moto.core.authorization import enable_iam_authentication
 from sam_local import SAM, SamLocal, stop, wait_listening, write_env_vars, write_local_template
 from support import EVENTS, ROOT
 
@@ -87,8 +88,85 @@ def container_dynamodb() -> Iterator[tuple[DynamoDBLocal, Any]]:
         yield dynamodb, client
 
 
+@dataclass(frozen=True)
+class AwsAccounts:
+    """moto's AWS, as the AWS samples in events/ expect it (the function's IAM user, the
+    operator's key, the customer's key under its alias, and the customer's role).
+
+    KMS grants name "*": moto's IAM enforcement does not match KMS key ARNs as resources (AWS
+    does; template.yaml scopes the function's own grant to the operator key, and the IAM test
+    checks that), as in tests/integration/aws."""
+
+    endpoint: str  # moto on the host, as the tests reach it
+    credentials: tuple[str, str]  # the function's IAM user
+    operator_key_arn: str
+    customer_key_arn: str
+    customer_role: str
+    customer_policy: dict
+
+    @property
+    def endpoint_port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def pull_grant(self) -> None:
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1")
+        iam.delete_role_policy(RoleName=self.customer_role, PolicyName="tenant-kms-key")
+
+
 @pytest.fixture(scope="module")
-def stack(invoke_image, container_dynamodb, tmp_path_factory) -> Stack:
+def aws_accounts(moto_server) -> AwsAccounts:
+    sample = json.loads(json.loads((EVENTS / "configure_put_customer_aws.json").read_text())["body"])["config"]
+    endpoint = {"endpoint_url": moto_server, "region_name": "us-east-1"}
+    kms, iam = boto3.client("kms", **endpoint), boto3.client("iam", **endpoint)
+    operator_key = kms.create_key(Description="operator wrap key")["KeyMetadata"]["Arn"]
+    customer_key = kms.create_key(Description="globex TMK wrap")["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=sample["key_arn"].split(":", 5)[5], TargetKeyId=customer_key)
+
+    user = iam.create_user(UserName="tenant-kms-sam-local")["User"]
+    iam.put_user_policy(
+        UserName="tenant-kms-sam-local",
+        PolicyName="function-role",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": sample["role_arn"]},
+                    {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+                ],
+            }
+        ),
+    )
+    keys = iam.create_access_key(UserName="tenant-kms-sam-local")["AccessKey"]
+    role = sample["role_arn"].rsplit("/", 1)[1]
+    trust = {  # moto matches user principals, not the account root; the condition is the real check
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": user["Arn"]},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": sample["external_id"]}},
+            }
+        ],
+    }
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"}],
+    }
+    iam.put_role_policy(RoleName=role, PolicyName="tenant-kms-key", PolicyDocument=json.dumps(policy))
+    return AwsAccounts(
+        endpoint=moto_server,
+        credentials=(keys["AccessKeyId"], keys["SecretAccessKey"]),
+        operator_key_arn=operator_key,
+        customer_key_arn=customer_key,
+        customer_role=role,
+        customer_policy=policy,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(invoke_image, container_dynamodb, aws_accounts, tmp_path_factory) -> Stack:
     dynamodb, client = container_dynamodb
     build_dir = tmp_path_factory.mktemp("sam-local-build")
     built = build(build_dir, sam=SAM)  # what `make build` produces: sam build, bytecode included
@@ -98,10 +176,16 @@ def stack(invoke_image, container_dynamodb, tmp_path_factory) -> Stack:
         tables=testenv.TABLES,
         master_key_b64=base64.b64encode(testenv.MASTER_KEY).decode(),
         dynamodb_port=dynamodb.port,
+        extra={
+            "AWS_ENDPOINT_URL_KMS": f"http://host.docker.internal:{aws_accounts.endpoint_port}",
+            "AWS_ENDPOINT_URL_STS": f"http://host.docker.internal:{aws_accounts.endpoint_port}",
+            "OPERATOR_KMS_KEY_ARN": aws_accounts.operator_key_arn,
+        },
     )
+    credentials = aws_accounts.credentials  # DynamoDB Local accepts any
     return Stack(
-        deployed=SamLocal(build_dir / "template.yaml", invoke_image, env_vars),
-        local=SamLocal(write_local_template(build_dir), invoke_image, env_vars),
+        deployed=SamLocal(build_dir / "template.yaml", invoke_image, env_vars, credentials),
+        local=SamLocal(write_local_template(build_dir), invoke_image, env_vars, credentials),
         dynamodb=client,
     )
 
@@ -171,6 +255,55 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     assert http(call("EraseFunction", "erase_delete")) == (204, None)
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
     assert all(items == [] for items in stack.snapshot().values())
+
+
+def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack, aws_accounts):
+    """customer_kms_aws (STS AssumeRole with the external id, then KMS in the customer's account)
+    and operator_kms_aws (the function's own identity), from the built artifact in containers."""
+    stack.clear()
+    with enable_iam_authentication():
+        status, view = http(invoke(stack, "ConfigureFunction", "configure_put_customer_aws"))
+        assert status == 200, view
+        assert (status, view["provider"], view["status"], view["active_version"]) == (
+            200,
+            "customer_kms_aws",
+            "active",
+            1,
+        )
+        assert view["last_verify_error"] is None and view["session_ttl_seconds"] <= 300
+
+        unwrapped = invoke(stack, "UnwrapFunction", "unwrap_customer_aws")
+        assert (unwrapped["tenant_id"], unwrapped["version"], unwrapped["provider"]) == (
+            "globex",
+            1,
+            "customer_kms_aws",
+        )
+        assert len(base64.b64decode(unwrapped["key_b64"])) == 32 and 0 < unwrapped["ttl_seconds"] <= 300
+
+        status, view = http(invoke(stack, "ConfigureFunction", "configure_put_operator_aws"))
+        assert status == 200, view
+        assert (view["provider"], view["active_version"]) == ("operator_kms_aws", 1)
+
+    versions = {
+        item["tenant_id"]["S"]: item
+        for item in stack.dynamodb.scan(TableName=testenv.TABLES["KeyVersionTable"])["Items"]
+    }
+    assert versions["globex"]["key_id"]["S"] == aws_accounts.customer_key_arn  # the alias, resolved
+    assert versions["initech"]["key_id"]["S"] == aws_accounts.operator_key_arn
+    kms = boto3.client("kms", endpoint_url=aws_accounts.endpoint, region_name="us-east-1")
+    wrapped = versions["globex"]["wrapped_key"]["B"]
+    bound = {"tenant_id": "globex", "tmk_version": "1", "purpose": "tenant-master-key"}
+    assert kms.decrypt(CiphertextBlob=wrapped, EncryptionContext=bound)["Plaintext"] == base64.b64decode(
+        unwrapped["key_b64"]
+    )
+
+    # The customer pulls the grant: re-configuring probes first, is refused, and changes no key.
+    aws_accounts.pull_grant()
+    before = stack.snapshot()[testenv.TABLES["KeyVersionTable"]]
+    with enable_iam_authentication():
+        status, refused = http(invoke(stack, "ConfigureFunction", "configure_put_customer_aws"))
+    assert (status, refused["error"]["code"]) == (422, "verification_failed")
+    assert stack.snapshot()[testenv.TABLES["KeyVersionTable"]] == before
 
 
 # ------------------------------------------------------- start-api, start-lambda
