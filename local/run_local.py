@@ -92,17 +92,16 @@ def choose_runner(requested: str) -> tuple[str, str]:
 class SamRunner:
     """start-api and start-lambda from the `sam build` artifact, in Lambda containers."""
 
-    def __init__(self, dynamodb_port: int, master_key_b64: str) -> None:
+    def __init__(self, image: str, dynamodb_port: int, master_key_b64: str) -> None:
+        self.image = image
         self.dynamodb_port = dynamodb_port
         self.master_key_b64 = master_key_b64
         self.processes: list[subprocess.Popen] = []
 
     def start(self, api_port: int, invoke_port: int) -> None:
-        import lambda_image
         import sam_local
         from build_bundle import build
 
-        image = lambda_image.prepare(report=lambda line: print(line, flush=True))
         build_dir = ROOT / ".aws-sam" / "build"
         print(f"sam build -> {build_dir} ...", flush=True)
         built = build(build_dir)
@@ -110,7 +109,7 @@ class SamRunner:
             sys.exit(f"sam build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
         local = sam_local.SamLocal(
             template=sam_local.write_local_template(build_dir),
-            image=image,
+            image=self.image,
             env_vars=sam_local.write_env_vars(
                 ROOT / ".local" / "sam-env.json",
                 tables=LOCAL_TABLES,
@@ -140,6 +139,16 @@ def main() -> None:
     args = parser.parse_args()
 
     runner, why = choose_runner(args.runner)
+    image = ""
+    if runner == "sam":
+        import lambda_image
+
+        try:
+            image = lambda_image.prepare(report=lambda line: print(line, flush=True))
+        except lambda_image.LambdaImageError as error:
+            if args.runner == "sam":
+                sys.exit(f"runner sam: {error}")
+            runner, why = "gateway", f"Docker answers, but sam local cannot run here: {error}"
     if runner == "sam":
         print(f"runner: sam local start-api and start-lambda, Lambda containers ({why})", flush=True)
     else:
@@ -160,7 +169,7 @@ def main() -> None:
 
     sam = None
     if runner == "sam":
-        sam = SamRunner(dynamodb.port, master_key_b64)
+        sam = SamRunner(image, dynamodb.port, master_key_b64)
         sam.start(args.port, args.invoke_port)
     else:
         from local_gateway import Gateway, serve
