@@ -21,7 +21,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -33,7 +33,7 @@ from dynamodb_local import DynamoDBLocal, free_port
 from local_tables import create_tables
 from moto.core.authorization import enable_iam_authentication
 from sam_local import SAM, SamLocal, stop, wait_listening, write_env_vars, write_local_template
-from support import EVENTS, ROOT
+from support import EVENTS, ROOT, assert_no_key_material
 
 pytestmark = pytest.mark.sam
 
@@ -48,6 +48,7 @@ class Stack:
     deployed: SamLocal  # the built template, as it deploys: JWT authorizer, ADMIN_AUTHORIZER=jwt
     local: SamLocal  # the local template: LocalClaimsAuthorizer, ADMIN_AUTHORIZER=lambda
     dynamodb: Any  # a boto3 client of the DynamoDB Local the containers use
+    logs: list[str] = field(default_factory=list)  # the functions' logs from every `sam local invoke`
 
     def clear(self) -> None:
         """No tenants at all, as the README's sequence and the lifecycle below start."""
@@ -193,6 +194,7 @@ def stack(invoke_image, container_dynamodb, aws_accounts, tmp_path_factory) -> S
 def invoke(stack: Stack, function: str, event_name: str) -> dict[str, Any]:
     """`sam local invoke` of one function (built template) with one sample event; its answer."""
     result = stack.deployed.invoke(function, EVENTS / f"{event_name}.json")
+    stack.logs.append(result.stderr)  # the answer is on stdout, the logs on stderr
     logs = result.stderr[-4000:]
     assert result.returncode == 0, logs
     assert f"Mounting {stack.deployed.build_dir / function} as /var/task" in result.stderr, logs
@@ -256,6 +258,12 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
     assert all(items == [] for items in stack.snapshot().values())
 
+    # The functions' logs as sam local shows them: audit events, and no key in any encoding.
+    logs = "\n".join(stack.logs)
+    assert '"message":"audit unwrap success"' in logs
+    keys = [testenv.MASTER_KEY, base64.b64decode(unwrapped["key_b64"]), base64.b64decode(retired["key_b64"])]
+    assert_no_key_material(logs, keys)
+
 
 def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack, aws_accounts):
     """customer_kms_aws (STS AssumeRole with the external id, then KMS in the customer's account)
@@ -304,6 +312,7 @@ def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack
         status, refused = http(invoke(stack, "ConfigureFunction", "configure_put_customer_aws"))
     assert (status, refused["error"]["code"]) == (422, "verification_failed")
     assert stack.snapshot()[testenv.TABLES["KeyVersionTable"]] == before
+    assert_no_key_material("\n".join(stack.logs), [base64.b64decode(unwrapped["key_b64"])])
 
 
 # ------------------------------------------------------- start-api, start-lambda
@@ -379,6 +388,11 @@ def test_start_api_and_start_lambda_serve_the_readme_curl_sequence(stack):
         assert request(f"{api_url}/tenants/acme/keys/2", "DELETE", claims=ADMIN)[0] == 409
         assert request(f"{api_url}/tenants/acme", "DELETE", claims=ADMIN) == (204, None)
     assert all(items == [] for items in stack.snapshot().values())
+
+    # What start-api and start-lambda printed (the functions' logs included): no key in it.
+    logs = "\n".join(log.read_text() for log in stack.local.build_dir.parent.glob("start-*.log"))
+    assert '"message":"audit unwrap success"' in logs
+    assert_no_key_material(logs, [testenv.MASTER_KEY, base64.b64decode(unwrapped["key_b64"])])
 
 
 def test_start_api_refusals_change_nothing(stack):
