@@ -21,14 +21,15 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import boto3
+import lambda_image
+import sam_local
+from build_bundle import ROOT, build
 from dynamodb_local import DynamoDBLocal
 from local_tables import create_tables, load_template
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCAL_TABLES = {
     "TenantConfigTable": "tenant-kms-configs",
     "KeyVersionTable": "tenant-kms-key-versions",
@@ -77,13 +78,11 @@ def configure_environment(endpoint: str, tables: dict[str, str], master_key_b64:
 
 def choose_runner(requested: str) -> tuple[str, str]:
     """The runner, and why it is that one."""
-    from lambda_image import docker_refusal
-
     if requested == "gateway":
         return "gateway", "asked for"
     if requested == "sam":
         return "sam", "asked for"
-    refusal = docker_refusal()
+    refusal = lambda_image.docker_refusal()
     if refusal is None:
         return "sam", "Docker is usable"
     return "gateway", f"Docker is not usable: {refusal}"
@@ -99,9 +98,6 @@ class SamRunner:
         self.processes: list[subprocess.Popen] = []
 
     def start(self, api_port: int, invoke_port: int) -> None:
-        import sam_local
-        from build_bundle import build
-
         build_dir = ROOT / ".aws-sam" / "build"
         print(f"sam build -> {build_dir} ...", flush=True)
         built = build(build_dir)
@@ -125,8 +121,6 @@ class SamRunner:
                 sys.exit(f"sam local {command} did not listen on port {port}")
 
     def stop(self) -> None:
-        import sam_local
-
         for process in self.processes:
             sam_local.stop(process)
 
@@ -141,8 +135,6 @@ def main() -> None:
     runner, why = choose_runner(args.runner)
     image = ""
     if runner == "sam":
-        import lambda_image
-
         try:
             image = lambda_image.prepare(report=lambda line: print(line, flush=True))
         except lambda_image.LambdaImageError as error:

@@ -19,14 +19,14 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
+from build_bundle import ROOT, SAM
 from local_tables import TABLE_SETTINGS
 
-ROOT = Path(__file__).resolve().parent.parent
-SAM = os.environ.get("SAM_CLI", str(ROOT / ".tools-sam" / "bin" / "sam"))
 LOCAL_AUTHORIZER = "LocalClaimsAuthorizer"
 AUTHORIZER_CODE = Path(__file__).resolve().parent / "claims_authorizer"
 CLAIMS_HEADER = "X-Local-Claims"
@@ -103,12 +103,13 @@ def sam_environment(template: Path, credentials: tuple[str, str] = ("local", "lo
     credentials never reach a local run."""
     dropped = declared_variables(template) | {"AWS_PROFILE", "AWS_SESSION_TOKEN"}
     env = {k: v for k, v in os.environ.items() if k not in dropped}
+    region = env.get("AWS_REGION") or "us-east-1"
     env.update(
         SAM_CLI_TELEMETRY="0",
         AWS_ACCESS_KEY_ID=credentials[0],
         AWS_SECRET_ACCESS_KEY=credentials[1],
-        AWS_REGION=env.get("AWS_REGION") or "us-east-1",
-        AWS_DEFAULT_REGION=env.get("AWS_REGION") or "us-east-1",
+        AWS_REGION=region,
+        AWS_DEFAULT_REGION=region,
     )
     return env
 
@@ -123,6 +124,10 @@ class SamLocal:
     @property
     def build_dir(self) -> Path:
         return self.template.parent
+
+    @cached_property
+    def environment(self) -> dict[str, str]:
+        return sam_environment(self.template, self.credentials)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -142,7 +147,7 @@ class SamLocal:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=sam_environment(self.template, self.credentials),
+            env=self.environment,
         )
 
     def start(self, command: str, port: int, output: IO[Any] | None = None) -> subprocess.Popen:
@@ -152,7 +157,7 @@ class SamLocal:
             cwd=ROOT,
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
-            env=sam_environment(self.template, self.credentials),
+            env=self.environment,
         )
 
 

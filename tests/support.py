@@ -9,6 +9,9 @@ import io
 import itertools
 import json
 import logging
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,9 +101,10 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def snapshot_tables(tables: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Every item of every table, in a stable order: for byte-for-byte before/after checks."""
-    client = boto3.client("dynamodb")
+def snapshot_tables(tables: dict[str, str], client: Any = None) -> dict[str, list[dict[str, Any]]]:
+    """Every item of every table, in a stable order: for byte-for-byte before/after checks.
+    ``client``: another DynamoDB Local than the session's."""
+    client = client or boto3.client("dynamodb")
     snapshot = {}
     for name in tables.values():
         items = []
@@ -162,3 +166,21 @@ def read_record(data: Function, tenant_id: str, name: str) -> tuple[bytes, int] 
     if "error" in answer:
         return answer["error"]["code"]
     return base64.b64decode(answer["value_b64"]), answer["version"]
+
+
+def readme_block(after: str) -> str:
+    """The first bash block of the README after the first occurrence of ``after``."""
+    readme = (ROOT / "README.md").read_text()
+    return re.search(r"```bash\n(.*?)```", readme[readme.index(after) :], re.S).group(1)
+
+
+def run_readme_block(after: str, urls: dict[str, str] | None = None) -> list[Any]:
+    """Run that block as written (each URL in ``urls`` pointed elsewhere); each curl's answer."""
+    assert shutil.which("curl"), "the README's curl blocks need curl (apt-get install -y curl)"
+    block = readme_block(after)
+    for written, actual in (urls or {}).items():
+        assert written in block, f"the README block no longer uses {written}"
+        block = block.replace(written, actual)
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]

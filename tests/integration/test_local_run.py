@@ -7,46 +7,19 @@ command as written, and with RUNNER=gateway.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from lambda_image import docker_refusal
-from support import ROOT
+from sam_local import wait_listening
+from support import ROOT, readme_block, run_readme_block
 
-README = (ROOT / "README.md").read_text()
 SAM_RUNNER = "runner: sam local start-api and start-lambda"
 GATEWAY_RUNNER = "runner: the in-process gateway"
-
-
-def readme_block(after_heading: str) -> str:
-    section = README[README.index(after_heading) :]
-    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-
-
-def wait_for_ports(ports: tuple[int, ...], process: subprocess.Popen, log: Path, timeout: float = 600) -> None:
-    """A start-up bound (sam build and the Lambda image on the first sam run), not a speed check."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-4000:]
-        if all(port_open(port) for port in ports):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the local API did not come up: {log.read_text()[-4000:]}")
-
-
-def run_block(heading: str) -> list[dict]:
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", readme_block(heading)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines() if line]
 
 
 @pytest.mark.parametrize("runner", [None, "gateway"], ids=["as-written", "gateway"])
@@ -66,16 +39,17 @@ def test_readme_run_command_serves_the_curl_sequence(runner, tmp_path):
             run_command, shell=True, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        wait_for_ports((3000, 3001), server, log)
+        for port in (3000, 3001):  # a start-up bound (sam build, the image on a first run), not a speed check
+            assert wait_listening(port, server, timeout=600), log.read_text()[-4000:]
         assert expected in log.read_text(), log.read_text()[-4000:]
 
-        configured, shown, provisioned, listed = run_block("### Try it")
+        configured, shown, provisioned, listed = run_readme_block("### Try it")
         assert configured["provider"] == "global" and configured["active_version"] == 1
         assert shown["status"] == "active" and shown["last_verified_at"]
         assert provisioned == {"version": 2, "status": "active"}
         assert [(v["version"], v["status"]) for v in listed["versions"]] == [(1, "retired"), (2, "active")]
 
-        put, unwrapped = run_block("through the Lambda invoke path")
+        put, unwrapped = run_readme_block("through the Lambda invoke path")
         assert put == {"name": "db-admin-password", "version": 2}
         assert unwrapped["version"] == 2 and len(unwrapped["key_b64"]) == 44
     finally:

@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT, sample
-
-SAM = os.environ.get("SAM_CLI", str(ROOT / ".tools-sam" / "bin" / "sam"))
+from build_bundle import SAM
+from support import sample
 
 RUNNER = """
 import json, sys
