@@ -6,6 +6,7 @@ its tenants use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kms_wrapping import KeyWrapper, ProviderRegistry
@@ -50,6 +51,13 @@ def _azure_options(settings: Settings) -> dict[str, Any]:
     )
 
 
+def _azure_assertion_source(settings: Settings, tenant_id: str | None) -> Callable[[], str]:
+    """The client assertion presented to Entra ID for ``tenant_id`` (None: the operator's own)."""
+    from kms_wrapping.azure_kv import web_identity_token_source
+
+    return web_identity_token_source(_sts(settings))
+
+
 def build_registry(settings: Settings) -> ProviderRegistry:
     registry = ProviderRegistry()
 
@@ -88,7 +96,13 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     def customer_kms_azure(config: dict, tenant_id: str) -> KeyWrapper:
         from kms_wrapping import azure_kv
 
-        return azure_kv.customer_wrapper(config, tenant_id, sts_client=_sts(settings), options=_azure_options(settings))
+        return azure_kv.customer_wrapper(
+            config,
+            tenant_id,
+            token_source=_azure_assertion_source(settings, tenant_id),
+            options=_azure_options(settings),
+            token_max_age=session_ttl(settings, "customer_kms_azure"),
+        )
 
     def operator_kms_azure(_config: dict, _tenant_id: str) -> KeyWrapper:
         from kms_wrapping import azure_kv
@@ -97,7 +111,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
             key_id=settings.operator_azure_key_id,
             tenant_id=settings.operator_azure_tenant_id,
             client_id=settings.operator_azure_client_id,
-            sts_client=_sts(settings),
+            token_source=_azure_assertion_source(settings, None),
             options=_azure_options(settings),
         )
 
@@ -110,7 +124,8 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     registry.register("customer_kms_gcp", customer_kms_gcp)
     if settings.operator_azure_key_id:
         registry.register("operator_kms_azure", operator_kms_azure)
-    registry.register("customer_kms_azure", customer_kms_azure)
+    # Per tenant: each tenant presents its own assertion and holds its own Entra token.
+    registry.register("customer_kms_azure", customer_kms_azure, per_tenant=True)
     return registry
 
 

@@ -1,35 +1,37 @@
-"""A wire-level fake of Azure Key Vault's wrapkey/unwrapkey over HTTPS on loopback, for the
-real ``azure-keyvault-keys`` CryptographyClient. It answers the first unauthenticated
-request with a Bearer challenge as the real service does, refuses GET of key material (so
-the client does every operation remotely), and does real RSA-OAEP-256 with keys it holds."""
+"""A wire-level fake of Azure Key Vault and Managed HSM keys, served over TLS as
+``https://<vault>.vault.azure.net`` / ``https://<hsm>.managedhsm.azure.net`` (see
+``azure_hosts``), for the real azure-core pipeline.
+
+As strict as the service on what the adapter relies on: ``api-version`` is required; an
+unauthenticated request gets a 401 Bearer challenge naming the vault's Entra tenant and
+resource; a token must be one the Entra fake issued, unexpired, for this tenant and this
+resource; the caller's application needs a role assignment (*Key Vault Crypto User*:
+get, wrapKey, unwrapKey, sign, ...) or gets 403 ForbiddenByRbac. GET of a key answers its
+public JWK (RSA n/e; an oct-HSM key without key material), as the service does, so a
+client that can read the key can wrap locally. ``wrapkey``/``unwrapkey`` do real
+RSA-OAEP-256 or AES key wrap and ``sign`` real RS256 with keys the fake holds; a disabled
+key answers 403 KeyDisabled to operations."""
 
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import re
-import ssl
-import tempfile
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from urllib.parse import parse_qs
 
-from azure.core.credentials import AccessToken, AccessTokenInfo
-from azure.core.exceptions import ClientAuthenticationError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, keywrap, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, keywrap
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from fakes.azure_hosts import JsonHandler, serve_https
+from fakes.entra_id import FakeEntraId
 
-TOKEN = "fake-entra-token"
 OAEP_256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-PATH = re.compile(r"^/keys/(?P<name>[^/]+)(?:/(?P<version>[0-9a-f]*))?(?:/(?P<op>wrapkey|unwrapkey))?$")
+PATH = re.compile(r"^/keys/(?P<name>[^/]+)(?:/(?P<version>[0-9a-f]*))?(?:/(?P<op>wrapkey|unwrapkey|sign))?/?$")
+CRYPTO_USER_OPS = {"get", "wrapkey", "unwrapkey", "sign"}
+ALGORITHMS = {"RSA": {"RSA-OAEP-256", "RSA-OAEP", "RSA1_5"}, "RSA-HSM": {"RSA-OAEP-256", "RSA-OAEP", "RSA1_5"}}
 
 
 def b64url(data: bytes) -> str:
@@ -42,179 +44,217 @@ def unb64url(text: str) -> bytes:
 
 @dataclass
 class VaultKey:
-    kind: str = "RSA"  # or "oct-HSM": a Managed HSM AES key
+    host: str
+    name: str
+    kind: str = "RSA"  # RSA, RSA-HSM, or oct-HSM (a Managed HSM AES key)
     versions: dict[str, object] = field(default_factory=dict)
     current: str = ""
     enabled: bool = True
-    deleted: bool = False
+    # Applications (client ids) holding Key Vault Crypto User on this key.
+    crypto_users: set[str] = field(default_factory=set)
+
+    @property
+    def rsa(self) -> bool:
+        return self.kind.startswith("RSA")
 
     def rotate(self) -> str:
         version = uuid.uuid4().hex
         self.versions[version] = (
-            rsa.generate_private_key(public_exponent=65537, key_size=2048) if self.kind == "RSA" else os.urandom(32)
+            rsa.generate_private_key(public_exponent=65537, key_size=2048) if self.rsa else os.urandom(32)
         )
         self.current = version
         return version
 
+    def kid(self, version: str) -> str:
+        return f"https://{self.host}/keys/{self.name}/{version}"
 
-class FakeCredential:
-    """A TokenCredential standing in for Entra ID; revoking it is the customer deleting the app."""
-
-    def __init__(self) -> None:
-        self.revoked = False
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **_: object) -> AccessToken:
-        self.scopes.append(scopes)
-        if self.revoked:
-            raise ClientAuthenticationError("AADSTS700213: no matching federated identity record")
-        return AccessToken(TOKEN, int(time.time()) + 3600)
-
-    def get_token_info(self, *scopes: str, options: dict | None = None) -> AccessTokenInfo:
-        token = self.get_token(*scopes)
-        return AccessTokenInfo(token.token, token.expires_on)
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "vault.pem", directory / "vault.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
+    def jwk(self, version: str) -> dict:
+        jwk = {"kid": self.kid(version), "kty": self.kind}
+        if self.rsa:
+            numbers = self.versions[version].public_key().public_numbers()
+            jwk.update(
+                key_ops=["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
+                n=b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                e=b64url(numbers.e.to_bytes(3, "big")),
+            )
+        else:
+            jwk.update(key_ops=["wrapKey", "unwrapKey", "encrypt", "decrypt"])
+        return jwk
 
 
 class FakeKeyVault:
-    def __init__(self) -> None:
-        self.keys: dict[str, VaultKey] = {}
+    def __init__(self, entra: FakeEntraId, cert_file, key_file) -> None:
+        self.entra = entra
+        self.vault_tenants: dict[str, str] = {}  # host -> the Entra tenant the vault belongs to
+        self.keys: dict[tuple[str, str], VaultKey] = {}
         self.requests: list[dict] = []
         self.challenges = 0
         self._faults: list[int] = []
         self._persistent: int | None = None
         self._lock = threading.Lock()
-        self._dir = tempfile.TemporaryDirectory()
-        self.ca_file, key_file = self_signed_certificate(Path(self._dir.name))
         vault = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self, status: int, payload: dict | None = None, headers: dict | None = None) -> None:
-                data = json.dumps(payload or {}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _error(self, status: int, code: str, message: str, inner: str | None = None) -> None:
-                error = {"code": code, "message": message}
+                error: dict = {"code": code, "message": message}
                 if inner:
                     error["innererror"] = {"code": inner}
-                self._answer(status, {"error": error})
+                self.answer(status, {"error": error})
+
+            def _challenge(self, host: str) -> None:
+                resource = (
+                    "https://managedhsm.azure.net"
+                    if host.endswith(".managedhsm.azure.net")
+                    else ("https://vault.azure.net")
+                )
+                tenant = vault.vault_tenants.get(host, "00000000-0000-0000-0000-000000000000")
+                with vault._lock:
+                    vault.challenges += 1
+                challenge = f'Bearer authorization="https://login.microsoftonline.com/{tenant}", resource="{resource}"'
+                self.answer(
+                    401, {"error": {"code": "Unauthorized", "message": "AKV10000"}}, {"WWW-Authenticate": challenge}
+                )
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                path = self.path.split("?")[0]
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    vault.challenges += 1
-                    return self._answer(
-                        401,
-                        headers={
-                            "WWW-Authenticate": (
-                                'Bearer authorization="https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47",'
-                                ' resource="https://vault.azure.net"'
-                            )
-                        },
-                    )
-                vault.requests.append({"method": self.command, "path": path, "body": body})
-                match = PATH.match(path)
-                key = vault.keys.get(match["name"]) if match else None
-                if key is None or key.deleted:
-                    return self._error(404, "KeyNotFound", "A key with this name was not found")
-                if self.command == "GET":  # no 'get' permission: the client then works remotely
-                    return self._error(403, "Forbidden", "The user does not have keys get permission")
+                raw = self.body()
+                host = (self.headers.get("Host") or "").split(":")[0].lower()
+                path, _, query = self.path.partition("?")
+                if not parse_qs(query).get("api-version"):
+                    return self._error(400, "BadParameter", "The api-version query parameter is missing.")
+                authorization = self.headers.get("Authorization", "")
+                if not authorization.startswith("Bearer "):
+                    return self._challenge(host)
+                issued = vault.entra.token(authorization.removeprefix("Bearer "))
+                if issued is None:
+                    return self._challenge(host)
+                resource = (
+                    "https://managedhsm.azure.net"
+                    if host.endswith(".managedhsm.azure.net")
+                    else ("https://vault.azure.net")
+                )
+                if issued.resource != resource or issued.tenant != vault.vault_tenants.get(host):
+                    return self._error(401, "Unauthorized", "AKV10022: Invalid audience or issuer.")
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    return self._error(400, "BadParameter", "The request body is not JSON.")
+                record = {"method": self.command, "host": host, "path": path, "body": body, "app": issued.client_id}
+                with vault._lock:
+                    vault.requests.append(record)
                 fault = vault._fault()
                 if fault:
-                    return (
-                        self._error(
-                            fault,
-                            "Throttled" if fault == 429 else "InternalError",
-                            "try again",
-                        )
-                        if fault != 429
-                        else self._answer(
+                    if fault == 429:
+                        return self.answer(
                             429, {"error": {"code": "Throttled", "message": "slow down"}}, {"Retry-After": "0"}
                         )
+                    if fault == 502:  # a gateway in front of the vault: HTML, not JSON
+                        return self.answer(502, raw=b"<html>Bad Gateway</html>", headers={"Content-Type": "text/html"})
+                    return self._error(fault, "InternalServerError", "try again")
+                match = PATH.match(path)
+                if not match or (self.command == "GET") == bool(match["op"]):
+                    return self._error(405, "MethodNotAllowed", "Not a key operation")
+                key = vault.keys.get((host, match["name"]))
+                operation = match["op"] or "get"
+                if key is None or issued.client_id not in key.crypto_users:
+                    # Without a role assignment the vault does not say whether the key exists.
+                    if key is None and issued.client_id in vault._users_of(host):
+                        return self._error(404, "KeyNotFound", f"A key with (name/id) {match['name']} was not found")
+                    return self._error(
+                        403,
+                        "Forbidden",
+                        f"Caller is not authorized to perform action on resource ({operation}).",
+                        "ForbiddenByRbac",
                     )
+                if operation not in CRYPTO_USER_OPS:
+                    return self._error(403, "Forbidden", "Operation not permitted", "ForbiddenByRbac")
+                version = match["version"] or key.current
+                secret = key.versions.get(version)
+                if secret is None:
+                    return self._error(
+                        404, "KeyNotFound", f"A key with (name/id) {match['name']}/{version} was not found"
+                    )
+                record["kid"] = key.kid(version)
+                if operation == "get":
+                    attributes = {"enabled": key.enabled, "created": 1_700_000_000, "recoveryLevel": "Recoverable"}
+                    return self.answer(200, {"key": key.jwk(version), "attributes": attributes})
                 if not key.enabled:
                     return self._error(
-                        403, "Forbidden", f"Operation {match['op']} is not allowed on a disabled key.", "KeyDisabled"
+                        403, "Forbidden", f"Operation {operation} is not allowed on a disabled key.", "KeyDisabled"
                     )
-                version = match["version"] or key.current
-                private = key.versions.get(version)
-                if private is None:
-                    return self._error(404, "KeyNotFound", "A key with this version was not found")
-                expected = "RSA-OAEP-256" if key.kind == "RSA" else "A256KW"
-                if body.get("alg") != expected:
-                    return self._error(400, "BadParameter", f"{body.get('alg')} is not valid for a {key.kind} key")
-                kid = f"https://{self.headers['Host']}/keys/{match['name']}/{version}"
-                if match["op"] == "wrapkey":
-                    vault.requests[-1]["binding"] = unb64url(body["value"])[:32]
-                    if key.kind == "RSA":
-                        value = private.public_key().encrypt(unb64url(body["value"]), OAEP_256)
-                    else:
-                        value = keywrap.aes_key_wrap(private, unb64url(body["value"]))
-                else:
-                    try:
-                        if key.kind == "RSA":
-                            value = private.decrypt(unb64url(body["value"]), OAEP_256)
-                        else:
-                            value = keywrap.aes_key_unwrap(private, unb64url(body["value"]))
-                    except (ValueError, keywrap.InvalidUnwrap):
-                        return self._error(400, "BadParameter", "Unwrap failed: the ciphertext is invalid")
-                    vault.requests[-1]["binding"] = value[:32]
-                return self._answer(200, {"kid": kid, "value": b64url(value)})
+                alg, value = body.get("alg"), body.get("value")
+                if not isinstance(value, str):
+                    return self._error(400, "BadParameter", "Property 'value' is required.")
+                data = unb64url(value)
+                try:
+                    result = vault._operate(key, secret, operation, alg, data, record)
+                except ValueError as exc:
+                    return self._error(400, "BadParameter", str(exc))
+                return self.answer(200, {"kid": key.kid(version), "value": b64url(result)})
 
             do_GET = do_POST = _handle
 
-            def log_message(self, *args) -> None:
-                pass
+        self._server = serve_https(Handler, cert_file, key_file)
+        self.port = self._server.server_address[1]
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.ca_file, key_file)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    def _operate(self, key: VaultKey, secret, operation: str, alg, data: bytes, record: dict) -> bytes:
+        if operation == "sign":
+            if not key.rsa or alg != "RS256" or len(data) != 32:
+                raise ValueError(f"{alg} signing of {len(data)} bytes is not valid for a {key.kind} key.")
+            return secret.sign(data, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        if key.rsa:
+            if alg not in ALGORITHMS[key.kind]:
+                raise ValueError(f"{alg} is not a valid algorithm for a {key.kind} key.")
+            if alg != "RSA-OAEP-256":
+                raise ValueError(f"{alg} is not exercised by this fake.")
+            if operation == "wrapkey":
+                record["binding"] = data[:32]
+                return secret.public_key().encrypt(data, OAEP_256)
+            try:
+                plain = secret.decrypt(data, OAEP_256)
+            except ValueError:
+                raise ValueError("Unwrap failed: the ciphertext is invalid.") from None
+            record["binding"] = plain[:32]
+            return plain
+        if alg != "A256KW":
+            raise ValueError(f"{alg} is not a valid algorithm for a {key.kind} key.")
+        if operation == "wrapkey":
+            record["binding"] = data[:32]
+            return keywrap.aes_key_wrap(secret, data)
+        try:
+            plain = keywrap.aes_key_unwrap(secret, data)
+        except (ValueError, keywrap.InvalidUnwrap):
+            raise ValueError("Unwrap failed: the ciphertext is invalid.") from None
+        record["binding"] = plain[:32]
+        return plain
 
-    def create_key(self, name: str, kind: str = "RSA") -> str:
-        key = VaultKey(kind=kind)
+    def _users_of(self, host: str) -> set[str]:
+        return {user for (h, _), key in self.keys.items() if h == host for user in key.crypto_users}
+
+    # --- what the key's owner controls ----------------------------------------------------
+    def create_vault(self, host: str, tenant: str) -> None:
+        self.vault_tenants[host] = tenant
+
+    def create_key(self, host: str, name: str, *, kind: str = "RSA", users: tuple[str, ...] = ()) -> VaultKey:
+        key = VaultKey(host=host, name=name, kind=kind, crypto_users=set(users))
         key.rotate()
-        self.keys[name] = key
-        return f"{self.url}/keys/{name}"
+        self.keys[(host, name)] = key
+        return key
 
+    def key(self, key_id: str) -> VaultKey:
+        host, _, rest = key_id.removeprefix("https://").partition("/keys/")
+        return self.keys[(host, rest.split("/")[0])]
+
+    def public_key(self, kid: str) -> rsa.RSAPublicKey:
+        return self.key(kid).versions[kid.rsplit("/", 1)[1]].public_key()
+
+    def calls(self, operation: str, app: str | None = None) -> list[dict]:
+        def op(record: dict) -> str:
+            tail = record["path"].rstrip("/").rsplit("/", 1)[1]
+            return tail if tail in ("wrapkey", "unwrapkey", "sign") else "get"
+
+        return [r for r in self.requests if op(r) == operation and app in (None, r["app"])]
+
+    # --- faults ---------------------------------------------------------------------------
     def fail_next(self, count: int, status: int) -> None:
         with self._lock:
             self._faults.extend([status] * count)
@@ -227,14 +267,6 @@ class FakeKeyVault:
         with self._lock:
             return self._faults.pop(0) if self._faults else self._persistent
 
-    def client_options(self) -> dict:
-        return {
-            "verify_challenge_resource": False,
-            "connection_verify": str(self.ca_file),
-            "retry_total": 2,
-            "retry_backoff_factor": 0.01,
-        }
-
     def stop(self) -> None:
         self._server.shutdown()
-        self._dir.cleanup()
+        self._server.server_close()

@@ -10,7 +10,12 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from kms_wrapping.azure_kv import ENTRA_AUDIENCE, federated_credential, web_identity_token_source
+from kms_wrapping.azure_kv import (
+    ENTRA_AUDIENCE,
+    AssertionUnavailable,
+    federated_credential,
+    web_identity_token_source,
+)
 from kms_wrapping.gcp_kms import AWS_SUBJECT_TOKEN_TYPE, federated_credentials
 
 WIF = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/saas/providers/aws-lambda"
@@ -53,14 +58,18 @@ def test_azure_assertion_is_an_sts_web_identity_token_for_entra():
         stub.assert_no_pending_responses()
 
 
-def test_azure_token_failure_is_an_authentication_error():
-    from azure.core.exceptions import ClientAuthenticationError
-
+def test_a_failing_token_source_is_our_fault_not_an_authentication_refusal():
+    # azure-identity would report a ClientAuthenticationError as the customer's refusal.
     sts = boto3.session.Session().client("sts", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+    credential = federated_credential(
+        tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
+        client_id="0f8fad5b-d9cb-469f-a165-70867728950e",
+        token_source=web_identity_token_source(sts),
+    )
     with Stubber(sts) as stub:
-        stub.add_client_error("get_web_identity_token", "AccessDenied", "no", 403)
-        with pytest.raises(ClientAuthenticationError):
-            web_identity_token_source(sts)()
+        stub.add_client_error("get_web_identity_token", "Throttling", "slow down", 400)
+        with pytest.raises(AssertionUnavailable):
+            credential.get_token("https://vault.azure.net/.default")
 
 
 def test_azure_credential_is_a_client_assertion_credential():
