@@ -126,7 +126,9 @@ class FakeEntraId:
                 fault = entra._fault()
                 if fault:
                     status, raw, content_type = fault
-                    headers = {"Content-Type": content_type, "Retry-After": "0"}
+                    headers = {"Content-Type": content_type}
+                    if status == 429 or status >= 500:
+                        headers["Retry-After"] = "0"
                     return self.answer(status, raw=raw, headers=headers)
                 tenant = parts[0]
                 entra._token_request(self, tenant, form)

@@ -325,26 +325,23 @@ class FreshTokenCredential:
     session TTL, a removed credential seals the tenant within the TTL, like a removed role.
     """
 
-    def __init__(self, make: Callable[[], Any], *, max_age: float, clock: Callable[[], float] = time.time) -> None:
-        self._make, self._max_age, self._clock = make, max_age, clock
+    def __init__(self, make: Callable[[], Any], *, max_age: float) -> None:
+        self._make, self._max_age = make, max_age
         self._held: dict[tuple, tuple[AccessTokenInfo, float]] = {}
         self._lock = threading.Lock()
 
     def get_token_info(self, *scopes: str, options: dict | None = None) -> AccessTokenInfo:
-        now = self._clock()
+        now = time.time()
         key = (scopes, (options or {}).get("tenant_id"))
         with self._lock:
             held = self._held.get(key)
-        if held is None or now - held[1] >= self._max_age:
+        if held is None or not 0 <= now - held[1] < self._max_age:
             # A new credential: azure-identity's own cache would hand back the old token.
             held = (self._make().get_token_info(*scopes, options=options), now)
             with self._lock:
                 self._held[key] = held
-        token, obtained = held
-        # refresh_on makes the pipeline ask again once the token is max_age old.
-        return AccessTokenInfo(
-            token.token, token.expires_on, token_type=token.token_type, refresh_on=int(obtained + self._max_age)
-        )
+        # refresh_on in the past: the pipeline asks on every request and the age is decided here.
+        return AccessTokenInfo(held[0].token, held[0].expires_on, token_type=held[0].token_type, refresh_on=1)
 
     def get_token(
         self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, **kwargs: Any

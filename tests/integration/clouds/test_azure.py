@@ -3,14 +3,23 @@ pipeline against the Key Vault and Entra ID wire fakes."""
 
 from __future__ import annotations
 
+import json
+import os
+import struct
+from types import SimpleNamespace
+
 import boto3
 import pytest
-from support import Function, b64, http_sample, invoke_sample
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from support import Clock, Function, b64, http_sample, invoke_sample, snapshot_tables
 from support import read_record as read
 from testenv import TABLES
 
-from kms_wrapping import WrapContext
-from kms_wrapping.azure_kv import binding_digest
+from kms_wrapping import WrapContext, azure_kv
+from kms_wrapping.azure_kv import RSA_SIGNED, RSA_UNSIGNED, binding_digest
+
+OAEP_256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
 def configure(tenant_id: str, provider: str, config: dict) -> tuple[int, dict]:
@@ -100,3 +109,217 @@ def read_unwrap(tenant_id: str, version: int | None = None) -> dict:
         else invoke_sample("unwrap_version", tenant_id, version=version)
     )
     return Function("unwrap")(event)
+
+
+def changed_items(before: dict, after: dict) -> list[tuple[str, str]]:
+    """(table, tenant) of every item added, removed or changed between two snapshots."""
+    changed = []
+    for table in before:
+        old = {json.dumps(i, sort_keys=True, default=bytes.hex) for i in before[table]}
+        new = {json.dumps(i, sort_keys=True, default=bytes.hex) for i in after[table]}
+        changed += [(table, json.loads(i)["tenant_id"]["S"]) for i in old ^ new]
+    return sorted(set(changed))
+
+
+@pytest.mark.parametrize("form", ["unsigned", "random_signature", "signature_of_the_genuine_wrap"])
+def test_a_wrapped_key_planted_in_the_table_is_refused_and_seals_nothing_else(azure, tenant_id, form):
+    victim, bystander = tenant_id, f"{tenant_id}-b"
+    customer = azure.customer(victim)  # the bystander trusts the same key through the same app
+    azure.entra.federate(customer.entra_tenant, customer.client_id, azure.signer.issuer, f"tenant:{bystander}")
+    for tenant in (victim, bystander):
+        assert configure(tenant, "customer_kms_azure", customer.config)[0] == 200
+        put = Function("tenant_data")(invoke_sample("tenant_data_put", tenant, name="s", value_b64=b64(b"mine")))
+        assert put["version"] == 1
+
+    # Someone who can write the key-version table wraps a key of their choosing for the
+    # victim's version 1: RSA-OAEP needs only the vault's public key, the binding is public.
+    row = key_row(victim, 1)
+    kid, genuine = row["key_id"]["S"], row["wrapped_key"]["B"]
+    chosen = os.urandom(32)
+    planted = azure.vault.public_key(kid).encrypt(binding_digest(WrapContext(victim, 1)) + chosen, OAEP_256)
+    (length,) = struct.unpack(">H", genuine[1:3])
+    signature = {
+        "unsigned": None,
+        "random_signature": os.urandom(256),
+        "signature_of_the_genuine_wrap": genuine[3 + length :],
+    }[form]
+    forged = RSA_UNSIGNED + planted if signature is None else RSA_SIGNED + struct.pack(">H", 256) + planted + signature
+    put_key_row({**row, "wrapped_key": {"B": forged}})
+    unwraps = len(azure.vault.calls("unwrapkey"))
+    before = snapshot_tables(TABLES)
+
+    answer = read_unwrap(victim, 1)
+    assert answer["error"]["code"] == "sealed" and "key_b64" not in answer
+    assert chosen.hex() not in json.dumps(answer)
+    assert len(azure.vault.calls("unwrapkey")) == unwraps  # refused before the vault was asked
+    assert "unsigned" in view(victim)["sealed_reason"] or "not made by the vault" in view(victim)["sealed_reason"]
+    assert changed_items(before, snapshot_tables(TABLES)) == [(TABLES["TenantConfigTable"], victim)]
+
+    assert read(Function("tenant_data"), bystander, "s") == (b"mine", 1)
+    assert view(bystander)["status"] == "active"
+
+
+def test_a_wrapped_key_moved_to_another_tenant_or_version_is_refused(azure, tenant_id):
+    other = f"{tenant_id}-o"
+    customer = azure.customer(tenant_id)
+    azure.entra.federate(customer.entra_tenant, customer.client_id, azure.signer.issuer, f"tenant:{other}")
+    for tenant in (tenant_id, other):
+        assert configure(tenant, "customer_kms_azure", customer.config)[0] == 200
+    assert provision(tenant_id) == 201
+    v1 = key_row(tenant_id, 1)
+    moved = {"wrapped_key": v1["wrapped_key"], "key_id": v1["key_id"]}
+    put_key_row({**key_row(other, 1), **moved})
+    assert read_unwrap(other, 1)["error"]["code"] == "sealed"
+    put_key_row({**key_row(tenant_id, 2), **moved})
+    assert read_unwrap(tenant_id, 2)["error"]["code"] == "sealed"
+
+
+def _aadsts(code: int) -> bytes:
+    body = {"error": "invalid_client", "error_description": f"AADSTS{code}: test.", "error_codes": [code]}
+    return json.dumps(body).encode()
+
+
+def _remove_role(azure, customer):
+    customer.key.crypto_users.discard(customer.client_id)
+
+
+def _disable_key(azure, customer):
+    customer.key.enabled = False
+
+
+def _delete_key(azure, customer):
+    del azure.vault.keys[(customer.key.host, customer.key.name)]
+
+
+def _remove_federated_credential(azure, customer):
+    azure.entra.remove_federation(customer.entra_tenant, customer.client_id, f"tenant:{customer.tenant_id}")
+
+
+def _delete_application(azure, customer):
+    del azure.entra.tenants[customer.entra_tenant][customer.client_id]
+
+
+def _delete_entra_tenant(azure, customer):
+    del azure.entra.tenants[customer.entra_tenant]
+
+
+# (what happens, what the unwrap answers, which fake counts the attempts, attempts: "max" = KMS_MAX_ATTEMPTS)
+CLASSIFICATION = {
+    "role assignment removed": (_remove_role, "sealed", None, None),
+    "key disabled": (_disable_key, "sealed", None, None),
+    "key deleted": (_delete_key, "sealed", None, None),
+    "federated credential removed": (_remove_federated_credential, "sealed", None, None),
+    "application deleted": (_delete_application, "sealed", None, None),
+    "Entra tenant deleted": (_delete_entra_tenant, "sealed", None, None),
+    "Entra throttles": (
+        lambda a, _c: a.entra.fail_always(429, b"", "text/plain"),
+        "provider_unavailable",
+        "entra",
+        "max",
+    ),
+    "Entra 503 with an HTML page": (
+        lambda a, _c: a.entra.fail_always(503, b"<html>Service Unavailable</html>"),
+        "provider_unavailable",
+        "entra",
+        "max",
+    ),
+    "Entra 500 with an empty body": (
+        lambda a, _c: a.entra.fail_always(500, b"", "application/json"),
+        "provider_unavailable",
+        "entra",
+        "max",
+    ),
+    "Entra blames our assertion's clock": (
+        lambda a, _c: a.entra.fail_always(400, _aadsts(700024), "application/json"),
+        "provider_unavailable",
+        "entra",
+        1,
+    ),
+    "Entra answers a code it never documented": (
+        lambda a, _c: a.entra.fail_always(400, _aadsts(9999999), "application/json"),
+        "provider_unavailable",
+        "entra",
+        1,
+    ),
+    "our assertion signer fails": (
+        lambda a, _c: setattr(a.signer, "failing", RuntimeError("KMS Sign throttled")),
+        "provider_unavailable",
+        "entra",
+        0,
+    ),
+    "vault throttles": (lambda a, _c: a.vault.fail_always(429), "provider_unavailable", "vault", "max"),
+    "vault 503": (lambda a, _c: a.vault.fail_always(503), "provider_unavailable", "vault", "max"),
+    "vault's gateway answers 502 in HTML": (
+        lambda a, _c: a.vault.fail_always(502),
+        "provider_unavailable",
+        "vault",
+        "max",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CLASSIFICATION))
+def test_refusals_seal_and_faults_answer_503_with_nothing_sealed_or_cached(azure, tenant_id, case):
+    fault, expected, counter, attempts = CLASSIFICATION[case]
+    customer = azure.customer(tenant_id)
+    assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
+    unwrap = Function("unwrap")  # a new instance: no session key, no Entra token yet
+    max_attempts = unwrap.service.settings.kms_max_attempts
+    before = snapshot_tables(TABLES)
+    entra_requests, vault_requests = azure.entra.requests, len(azure.vault.requests)
+
+    fault(azure, customer)
+    answer = unwrap(invoke_sample("unwrap", tenant_id))
+
+    assert answer.get("error", {}).get("code") == expected, answer
+    if expected == "sealed":
+        assert view(tenant_id)["status"] == "sealed"
+        assert changed_items(before, snapshot_tables(TABLES)) == [(TABLES["TenantConfigTable"], tenant_id)]
+        return
+    made = azure.entra.requests - entra_requests if counter == "entra" else len(azure.vault.requests) - vault_requests
+    assert made == (max_attempts if attempts == "max" else attempts)
+    assert snapshot_tables(TABLES) == before  # not sealed, nothing written
+    azure.entra.fail_always(None)
+    azure.vault.fail_always(None)
+    azure.signer.failing = None
+    unwraps = len(azure.vault.calls("unwrapkey"))
+    assert unwrap(invoke_sample("unwrap", tenant_id))["version"] == 1  # the same instance recovers
+    assert len(azure.vault.calls("unwrapkey")) == unwraps + 1  # nothing was cached from the failure
+
+
+@pytest.mark.parametrize("revoke", [_remove_role, _remove_federated_credential])
+def test_kill_switch_seals_every_version_within_the_ttl(azure, tenant_id, revoke, monkeypatch):
+    customer = azure.customer(tenant_id)
+    assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
+    put = Function("tenant_data")
+    assert put(invoke_sample("tenant_data_put", tenant_id, name="one", value_b64=b64(b"1")))["version"] == 1
+    assert provision(tenant_id) == 201
+    assert put(invoke_sample("tenant_data_put", tenant_id, name="two", value_b64=b64(b"2")))["version"] == 2
+
+    clock = Clock()
+    monkeypatch.setattr(azure_kv, "time", SimpleNamespace(time=clock))  # the Entra token's age, too
+    data = Function("tenant_data")
+    data.service.clock = clock
+    assert read(data, tenant_id, "one") == (b"1", 1) and read(data, tenant_id, "two") == (b"2", 2)
+
+    revoke(azure, customer)
+    clock.advance(299)  # session keys (and the Entra token) still within the TTL
+    assert read(data, tenant_id, "one") == (b"1", 1) and read(data, tenant_id, "two") == (b"2", 2)
+    clock.advance(2)
+    assert read(data, tenant_id, "two") == "sealed"
+    assert view(tenant_id)["status"] == "sealed"
+    assert read(data, tenant_id, "one") == "sealed"
+    for version in (1, 2):
+        assert read_unwrap(tenant_id, version)["error"]["code"] == "sealed"
+
+
+def test_another_tenant_cannot_use_a_key_trusted_for_this_one(azure, tenant_id):
+    intruder = f"{tenant_id}-x"
+    customer = azure.customer(tenant_id)  # trusts tenant:<tenant_id> only
+    before = snapshot_tables(TABLES)
+    status, answer = configure(intruder, "customer_kms_azure", customer.config)
+    assert (status, answer["error"]["code"]) == (422, "verification_failed")
+    assert "AADSTS700213" in answer["error"]["message"]
+    assert azure.entra.subjects(customer.client_id) == [f"tenant:{intruder}"]
+    assert changed_items(before, snapshot_tables(TABLES)) in ([], [(TABLES["TenantConfigTable"], intruder)])
+    assert not azure.vault.calls("wrapkey", customer.client_id)
