@@ -93,8 +93,8 @@ class FakeEntraId:
         self.assertions: list[dict] = []
         self.requests = 0
         self._tokens: dict[str, IssuedToken] = {}
-        self._faults: list[tuple[int, bytes, str]] = []
-        self._persistent: tuple[int, bytes, str] | None = None
+        self._faults: list[tuple[int | str, bytes, str]] = []
+        self._persistent: tuple[int | str, bytes, str] | None = None
         self._lock = threading.Lock()
         entra = self
 
@@ -124,6 +124,9 @@ class FakeEntraId:
                 if len(parts) != 4 or parts[1:] != ["oauth2", "v2.0", "token"]:
                     return self.answer(404, {"error": "not_found"})
                 fault = entra._fault()
+                if fault and fault[0] == "drop":  # the connection closes with no answer
+                    self.close_connection = True
+                    return None
                 if fault:
                     status, raw, content_type = fault
                     headers = {"Content-Type": content_type}
@@ -159,15 +162,18 @@ class FakeEntraId:
         return [a["sub"] for a in self.assertions if client_id in (None, a["client_id"])]
 
     # --- faults ---------------------------------------------------------------------------
-    def fail_next(self, count: int, status: int, raw: bytes = b"", content_type: str = "text/html") -> None:
+    def fail_next(self, count: int, status: int | str, raw: bytes = b"", content_type: str = "text/html") -> None:
+        """``status``: an HTTP status answered with ``raw``, or "drop" (close with no answer)."""
         with self._lock:
             self._faults.extend([(status, raw, content_type)] * count)
 
-    def fail_always(self, status: int | None, raw: bytes = b"", content_type: str = "text/html") -> None:
+    def fail_always(self, status: int | str | None, raw: bytes = b"", content_type: str = "text/html") -> None:
         with self._lock:
             self._persistent = (status, raw, content_type) if status else None
+            if status is None:
+                self._faults.clear()
 
-    def _fault(self) -> tuple[int, bytes, str] | None:
+    def _fault(self) -> tuple[int | str, bytes, str] | None:
         with self._lock:
             return self._faults.pop(0) if self._faults else self._persistent
 

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -89,8 +90,9 @@ class FakeKeyVault:
         self.keys: dict[tuple[str, str], VaultKey] = {}
         self.requests: list[dict] = []
         self.challenges = 0
-        self._faults: list[int] = []
-        self._persistent: int | None = None
+        self._faults: list[int | str] = []
+        self._persistent: int | str | None = None
+        self.hang_seconds = 3.0
         self._lock = threading.Lock()
         vault = self
 
@@ -142,6 +144,10 @@ class FakeKeyVault:
                 with vault._lock:
                     vault.requests.append(record)
                 fault = vault._fault()
+                if fault in ("drop", "hang"):  # the connection closes with no answer (after a while)
+                    time.sleep(vault.hang_seconds if fault == "hang" else 0)
+                    self.close_connection = True
+                    return None
                 if fault:
                     if fault == 429:
                         return self.answer(
@@ -255,15 +261,19 @@ class FakeKeyVault:
         return [r for r in self.requests if op(r) == operation and app in (None, r["app"])]
 
     # --- faults ---------------------------------------------------------------------------
-    def fail_next(self, count: int, status: int) -> None:
+    def fail_next(self, count: int, status: int | str) -> None:
+        """``status``: an HTTP status, "drop" (close with no answer) or "hang" (then drop)."""
         with self._lock:
             self._faults.extend([status] * count)
 
-    def fail_always(self, status: int | None) -> None:
+    def fail_always(self, status: int | str | None) -> None:
+        """Every answer from now on; ``None`` ends every fault."""
         with self._lock:
             self._persistent = status
+            if status is None:
+                self._faults.clear()
 
-    def _fault(self) -> int | None:
+    def _fault(self) -> int | str | None:
         with self._lock:
             return self._faults.pop(0) if self._faults else self._persistent
 

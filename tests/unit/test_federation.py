@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from kms_wrapping.azure_kv import (
     ENTRA_AUDIENCE,
-    AssertionUnavailable,
+    TokenUnavailable,
     federated_credential,
     web_identity_token_source,
 )
@@ -68,7 +68,7 @@ def test_a_failing_token_source_is_our_fault_not_an_authentication_refusal():
     )
     with Stubber(sts) as stub:
         stub.add_client_error("get_web_identity_token", "Throttling", "slow down", 400)
-        with pytest.raises(AssertionUnavailable):
+        with pytest.raises(TokenUnavailable):
             credential.get_token("https://vault.azure.net/.default")
 
 
@@ -80,7 +80,7 @@ def test_azure_credential_is_a_client_assertion_credential():
         client_id="0f8fad5b-d9cb-469f-a165-70867728950e",
         token_source=lambda: "token",
     )
-    assert isinstance(credential, ClientAssertionCredential)
+    assert isinstance(credential._make(), ClientAssertionCredential)
 
 
 def test_no_adapter_uses_default_credentials_secrets_or_certificates():

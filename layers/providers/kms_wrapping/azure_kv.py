@@ -75,6 +75,7 @@ A256KW = b"\x02"
 RSA_SIGNED = b"\x03"  # RSA_SIGNED || len(wrapped) as u16 || wrapped || RS256 signature
 ALGORITHM_BY_KTY = {"RSA": "RSA-OAEP-256", "RSA-HSM": "RSA-OAEP-256", "oct": "A256KW", "oct-HSM": "A256KW"}
 _SIGNATURE_DOMAIN = b"tenant-kms/azure-wrap-signature/v1\x00"
+_RETRIED = frozenset({"GET", "POST"})
 
 # Entra ID token answers that carry the customer's decision (its tenant, application or
 # federated credential says no): these seal. Every other failed token answer (429/5xx, our
@@ -102,8 +103,9 @@ ENTRA_OUR_FAULTS = {
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
-class AssertionUnavailable(Exception):
-    """The token source (our own plumbing: signing the assertion) failed."""
+class TokenUnavailable(Exception):
+    """No token, through no decision of the customer: our assertion could not be made
+    (the token source failed) or Entra ID did not answer."""
 
 
 def binding_digest(context: WrapContext) -> bytes:
@@ -176,9 +178,10 @@ class AzureKeyVaultWrapper(KeyWrapper):
     def _send(self, action: str, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
         """One Key Vault operation; its JSON answer, or the failure normalised."""
         try:
-            response = self._client.send_request(HttpRequest(method, path, json=body))
-        except AssertionUnavailable as exc:
-            raise ProviderUnavailable(f"{action}: our client assertion could not be made ({exc})") from None
+            # wrapkey, unwrapkey and sign change nothing in the vault: retried like GET.
+            response = self._client.send_request(HttpRequest(method, path, json=body), retry_on_methods=_RETRIED)
+        except TokenUnavailable as exc:
+            raise ProviderUnavailable(f"{action}: no Entra ID token ({exc})") from None
         except aexc.ClientAuthenticationError as exc:
             raise entra_failure(action, exc) from None
         except (aexc.ServiceRequestError, aexc.ServiceResponseError) as exc:
@@ -312,32 +315,48 @@ def _assertion(token_source: Callable[[], str]) -> Callable[[], str]:
         try:
             return token_source()
         except Exception as exc:  # our plumbing, whatever it raised: a fault, never the customer's refusal
-            raise AssertionUnavailable(type(exc).__name__) from None
+            raise TokenUnavailable(f"our client assertion could not be made: {type(exc).__name__}") from None
 
     return assertion
 
 
-class FreshTokenCredential:
-    """Exchanges a new client assertion for a token at least every ``max_age`` seconds.
+class EntraCredential:
+    """The token credential the vault pipeline uses, around azure-identity's.
 
-    Entra ID cannot revoke an access token it issued, so a token used for its whole life
-    (about an hour) would outlive a removed federated credential. Held no longer than the
-    session TTL, a removed credential seals the tenant within the TTL, like a removed role.
+    With ``max_age`` it exchanges a new client assertion at least that often: Entra ID
+    cannot revoke an access token it issued, so a token used for its whole life (about an
+    hour) would outlive a removed federated credential. Held no longer than the session
+    TTL, a removed credential seals the tenant within the TTL, like a removed role.
+
+    A token exchange that got no answer leaves as ``TokenUnavailable``, not as an
+    ``AzureError``: azure-identity has already retried it, and the vault pipeline would
+    retry the whole exchange again for each of its own attempts.
     """
 
-    def __init__(self, make: Callable[[], Any], *, max_age: float) -> None:
+    def __init__(self, make: Callable[[], Any], *, max_age: float | None) -> None:
         self._make, self._max_age = make, max_age
+        self._inner = make()
         self._held: dict[tuple, tuple[AccessTokenInfo, float]] = {}
         self._lock = threading.Lock()
 
+    def _exchange(self, inner: Any, scopes: tuple[str, ...], options: dict | None) -> AccessTokenInfo:
+        try:
+            return inner.get_token_info(*scopes, options=options)
+        except aexc.ClientAuthenticationError:
+            raise
+        except aexc.AzureError as exc:
+            raise TokenUnavailable(f"Entra ID did not answer ({type(exc).__name__})") from None
+
     def get_token_info(self, *scopes: str, options: dict | None = None) -> AccessTokenInfo:
+        if self._max_age is None:
+            return self._exchange(self._inner, scopes, options)
         now = time.time()
         key = (scopes, (options or {}).get("tenant_id"))
         with self._lock:
             held = self._held.get(key)
         if held is None or not 0 <= now - held[1] < self._max_age:
             # A new credential: azure-identity's own cache would hand back the old token.
-            held = (self._make().get_token_info(*scopes, options=options), now)
+            held = (self._exchange(self._make(), scopes, options), now)
             with self._lock:
                 self._held[key] = held
         # refresh_on in the past: the pipeline asks on every request and the age is decided here.
@@ -360,7 +379,7 @@ def federated_credential(
     token_source: Callable[[], str],
     options: dict[str, Any] | None = None,
     token_max_age: float | None = None,
-) -> Any:
+) -> EntraCredential:
     from azure.identity import ClientAssertionCredential
 
     def make() -> Any:
@@ -368,7 +387,7 @@ def federated_credential(
             tenant_id=tenant_id, client_id=client_id, func=_assertion(token_source), **(options or {})
         )
 
-    return FreshTokenCredential(make, max_age=token_max_age) if token_max_age else make()
+    return EntraCredential(make, max_age=token_max_age)
 
 
 def client_options(*, max_attempts: int, connect_timeout: int, read_timeout: int) -> dict[str, Any]:

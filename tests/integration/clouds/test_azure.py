@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import boto3
@@ -203,88 +205,104 @@ def _delete_entra_tenant(azure, customer):
     del azure.entra.tenants[customer.entra_tenant]
 
 
-# (what happens, what the unwrap answers, which fake counts the attempts, attempts: "max" = KMS_MAX_ATTEMPTS)
+def _entra(status, raw=b"", content_type="text/html"):
+    return lambda azure, _customer: azure.entra.fail_always(status, raw, content_type)
+
+
+def _vault(status):
+    return lambda azure, _customer: azure.vault.fail_always(status)
+
+
+def _signer_fails(azure, _customer):
+    azure.signer.failing = RuntimeError("KMS Sign throttled")
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: Callable
+    answer: str  # the unwrap's error code
+    counted: str | None = None  # which fake counts the attempts
+    attempts: int | None = None  # None: the configured KMS_MAX_ATTEMPTS
+    warm: bool = False  # the instance already holds the key's type and an Entra token
+
+
+SEALED, UNAVAILABLE = "sealed", "provider_unavailable"
 CLASSIFICATION = {
-    "role assignment removed": (_remove_role, "sealed", None, None),
-    "key disabled": (_disable_key, "sealed", None, None),
-    "key deleted": (_delete_key, "sealed", None, None),
-    "federated credential removed": (_remove_federated_credential, "sealed", None, None),
-    "application deleted": (_delete_application, "sealed", None, None),
-    "Entra tenant deleted": (_delete_entra_tenant, "sealed", None, None),
-    "Entra throttles": (
-        lambda a, _c: a.entra.fail_always(429, b"", "text/plain"),
-        "provider_unavailable",
-        "entra",
-        "max",
+    "role assignment removed": Case(_remove_role, SEALED),
+    "role assignment removed, warm instance": Case(_remove_role, SEALED, warm=True),
+    "key disabled": Case(_disable_key, SEALED, warm=True),
+    "key deleted": Case(_delete_key, SEALED),
+    "federated credential removed": Case(_remove_federated_credential, SEALED),
+    "application deleted": Case(_delete_application, SEALED),
+    "Entra tenant deleted": Case(_delete_entra_tenant, SEALED),
+    "Entra throttles": Case(_entra(429, b"", "text/plain"), UNAVAILABLE, "entra"),
+    "Entra 503 with an HTML page": Case(_entra(503, b"<html>Service Unavailable</html>"), UNAVAILABLE, "entra"),
+    "Entra 500 with an empty body": Case(_entra(500, b"", "application/json"), UNAVAILABLE, "entra"),
+    "Entra drops the connection": Case(_entra("drop"), UNAVAILABLE, "entra"),
+    "Entra blames our assertion's clock": Case(
+        _entra(400, _aadsts(700024), "application/json"), UNAVAILABLE, "entra", attempts=1
     ),
-    "Entra 503 with an HTML page": (
-        lambda a, _c: a.entra.fail_always(503, b"<html>Service Unavailable</html>"),
-        "provider_unavailable",
-        "entra",
-        "max",
+    "Entra answers an undocumented code": Case(
+        _entra(400, _aadsts(9999999), "application/json"), UNAVAILABLE, "entra", attempts=1
     ),
-    "Entra 500 with an empty body": (
-        lambda a, _c: a.entra.fail_always(500, b"", "application/json"),
-        "provider_unavailable",
-        "entra",
-        "max",
-    ),
-    "Entra blames our assertion's clock": (
-        lambda a, _c: a.entra.fail_always(400, _aadsts(700024), "application/json"),
-        "provider_unavailable",
-        "entra",
-        1,
-    ),
-    "Entra answers a code it never documented": (
-        lambda a, _c: a.entra.fail_always(400, _aadsts(9999999), "application/json"),
-        "provider_unavailable",
-        "entra",
-        1,
-    ),
-    "our assertion signer fails": (
-        lambda a, _c: setattr(a.signer, "failing", RuntimeError("KMS Sign throttled")),
-        "provider_unavailable",
-        "entra",
-        0,
-    ),
-    "vault throttles": (lambda a, _c: a.vault.fail_always(429), "provider_unavailable", "vault", "max"),
-    "vault 503": (lambda a, _c: a.vault.fail_always(503), "provider_unavailable", "vault", "max"),
-    "vault's gateway answers 502 in HTML": (
-        lambda a, _c: a.vault.fail_always(502),
-        "provider_unavailable",
-        "vault",
-        "max",
-    ),
+    "our assertion signer fails": Case(_signer_fails, UNAVAILABLE, "entra", attempts=0),
+    "vault throttles a key read": Case(_vault(429), UNAVAILABLE, "vault"),
+    "vault throttles an unwrap": Case(_vault(429), UNAVAILABLE, "vault", warm=True),
+    "vault 503": Case(_vault(503), UNAVAILABLE, "vault"),
+    "vault 503 on an unwrap": Case(_vault(503), UNAVAILABLE, "vault", warm=True),
+    "vault's gateway answers 502 in HTML": Case(_vault(502), UNAVAILABLE, "vault", warm=True),
+    "vault drops the connection": Case(_vault("drop"), UNAVAILABLE, "vault", warm=True),
 }
 
 
 @pytest.mark.parametrize("case", list(CLASSIFICATION))
 def test_refusals_seal_and_faults_answer_503_with_nothing_sealed_or_cached(azure, tenant_id, case):
-    fault, expected, counter, attempts = CLASSIFICATION[case]
+    case = CLASSIFICATION[case]
     customer = azure.customer(tenant_id)
     assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
+    assert provision(tenant_id) == 201
     unwrap = Function("unwrap")  # a new instance: no session key, no Entra token yet
+    if case.warm:
+        assert unwrap(invoke_sample("unwrap_version", tenant_id, version=1))["version"] == 1
     max_attempts = unwrap.service.settings.kms_max_attempts
     before = snapshot_tables(TABLES)
     entra_requests, vault_requests = azure.entra.requests, len(azure.vault.requests)
 
-    fault(azure, customer)
-    answer = unwrap(invoke_sample("unwrap", tenant_id))
+    case.fault(azure, customer)
+    answer = unwrap(invoke_sample("unwrap_version", tenant_id, version=2))
 
-    assert answer.get("error", {}).get("code") == expected, answer
-    if expected == "sealed":
+    assert answer.get("error", {}).get("code") == case.answer, answer
+    if case.answer == SEALED:
         assert view(tenant_id)["status"] == "sealed"
         assert changed_items(before, snapshot_tables(TABLES)) == [(TABLES["TenantConfigTable"], tenant_id)]
         return
-    made = azure.entra.requests - entra_requests if counter == "entra" else len(azure.vault.requests) - vault_requests
-    assert made == (max_attempts if attempts == "max" else attempts)
+    if case.counted == "entra":
+        made = azure.entra.requests - entra_requests
+    else:
+        made = len(azure.vault.requests) - vault_requests
+    assert made == (max_attempts if case.attempts is None else case.attempts)
     assert snapshot_tables(TABLES) == before  # not sealed, nothing written
     azure.entra.fail_always(None)
     azure.vault.fail_always(None)
     azure.signer.failing = None
     unwraps = len(azure.vault.calls("unwrapkey"))
-    assert unwrap(invoke_sample("unwrap", tenant_id))["version"] == 1  # the same instance recovers
+    assert unwrap(invoke_sample("unwrap_version", tenant_id, version=2))["version"] == 2  # the same instance recovers
     assert len(azure.vault.calls("unwrapkey")) == unwraps + 1  # nothing was cached from the failure
+
+
+def test_a_vault_that_does_not_answer_in_time_is_unavailable(azure, tenant_id, monkeypatch):
+    customer = azure.customer(tenant_id)
+    assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
+    monkeypatch.setenv("KMS_READ_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("KMS_MAX_ATTEMPTS", "2")
+    unwrap = Function("unwrap")
+    before = snapshot_tables(TABLES)
+    azure.vault.hang_seconds = 2.5
+    azure.vault.fail_next(2, "hang")
+    answer = unwrap(invoke_sample("unwrap", tenant_id))
+    assert answer["error"]["code"] == "provider_unavailable"
+    assert snapshot_tables(TABLES) == before
+    assert unwrap(invoke_sample("unwrap", tenant_id))["version"] == 1
 
 
 @pytest.mark.parametrize("revoke", [_remove_role, _remove_federated_credential])
