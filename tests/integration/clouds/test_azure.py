@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -341,3 +342,32 @@ def test_another_tenant_cannot_use_a_key_trusted_for_this_one(azure, tenant_id):
     assert azure.entra.subjects(customer.client_id) == [f"tenant:{intruder}"]
     assert changed_items(before, snapshot_tables(TABLES)) in ([], [(TABLES["TenantConfigTable"], intruder)])
     assert not azure.vault.calls("wrapkey", customer.client_id)
+
+
+def test_a_rotated_key_wraps_new_versions_under_its_current_version_and_still_unwraps_old_ones(azure, tenant_id):
+    customer = azure.customer(tenant_id)
+    assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
+    first = customer.key.current
+    second = customer.key.rotate()
+    assert provision(tenant_id) == 201
+    assert [v["key_id"].rsplit("/", 1)[1] for v in versions(tenant_id)] == [first, second]
+    assert read_unwrap(tenant_id, 1)["version"] == 1 and read_unwrap(tenant_id, 2)["version"] == 2
+
+
+def test_a_configured_key_version_is_the_one_that_wraps(azure, tenant_id):
+    customer = azure.customer(tenant_id)
+    pinned = customer.key.current
+    customer.key.rotate()
+    config = {**customer.config, "key_id": f"{customer.config['key_id']}/{pinned}"}
+    assert configure(tenant_id, "customer_kms_azure", config)[0] == 200
+    assert [v["key_id"].rsplit("/", 1)[1] for v in versions(tenant_id)] == [pinned]
+
+
+def test_a_key_in_another_entra_tenant_than_configured_is_refused_at_configure(azure, tenant_id):
+    customer = azure.customer(tenant_id)
+    config = {**customer.config, "tenant_id": str(uuid.uuid4())}
+    before = snapshot_tables(TABLES)
+    status, answer = configure(tenant_id, "customer_kms_azure", config)
+    assert (status, answer["error"]["code"]) == (422, "verification_failed")
+    assert "another Entra tenant" in answer["error"]["message"]
+    assert changed_items(before, snapshot_tables(TABLES)) in ([], [(TABLES["TenantConfigTable"], tenant_id)])
