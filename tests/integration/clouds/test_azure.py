@@ -371,3 +371,17 @@ def test_a_key_in_another_entra_tenant_than_configured_is_refused_at_configure(a
     assert (status, answer["error"]["code"]) == (422, "verification_failed")
     assert "another Entra tenant" in answer["error"]["message"]
     assert changed_items(before, snapshot_tables(TABLES)) in ([], [(TABLES["TenantConfigTable"], tenant_id)])
+
+
+def test_the_fake_vault_lets_a_crypto_user_read_the_key_as_the_service_does(azure, tenant_id):
+    # Why the adapter does not use CryptographyClient: given a key it can read, the SDK
+    # wraps locally with the public key and the vault never sees (or names) the wrap.
+    from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+
+    customer = azure.customer(tenant_id)
+    credential = azure_kv.federated_credential(
+        tenant_id=customer.entra_tenant, client_id=customer.client_id, token_source=azure.signer.source(tenant_id)
+    )
+    client = CryptographyClient(customer.config["key_id"], credential)
+    client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, os.urandom(32))
+    assert azure.vault.calls("get", customer.client_id) and not azure.vault.calls("wrapkey", customer.client_id)
