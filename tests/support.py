@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,11 @@ def run_readme_block(after: str, urls: dict[str, str] | None = None) -> list[Any
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def step_up(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as sent right after a fresh login: claim ``auth_time`` is now."""
+    now = time.time()
+    event["requestContext"]["timeEpoch"] = int(now * 1000)
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["auth_time"] = int(now)
+    return event

@@ -44,6 +44,7 @@ ADMIN_ROUTES = (
     ("PUT", "/tenants/{tenant_id}/kms"),
     ("GET", "/tenants/{tenant_id}/kms"),
     ("POST", "/tenants/{tenant_id}/kms/verify"),
+    ("POST", "/tenants/{tenant_id}/kms/unseal"),
     ("POST", "/tenants/{tenant_id}/keys"),
     ("GET", "/tenants/{tenant_id}/keys"),
     ("DELETE", "/tenants/{tenant_id}/keys/{version}"),

@@ -167,6 +167,10 @@ class TenantKms:
             existing = self._existing_config(tenant_id)
             self._probe(tenant_id, provider, wrapper, existing)
             entry["version"] = self._provision(tenant_id, provider, dict(config), wrapper, existing, verified=True)
+        if existing is not None and existing.status == SEALED:
+            # The new active version wrapped and unwrapped: that lifts the seal.
+            count("TenantsUnsealed")
+            self.audit.event("unseal", actor=actor, tenant_id=tenant_id, provider=provider, version=entry["version"])
         return self.config_view(tenant_id)
 
     def provision(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
@@ -176,8 +180,7 @@ class TenantKms:
             self.configure(tenant_id, "global", {}, actor=actor)
             return {"version": self._require_config(tenant_id).active_version, "status": ACTIVE}
         with self.audit.operation("provision", actor=actor, tenant_id=tenant_id, provider=existing.provider) as entry:
-            if existing.status == SEALED:
-                raise Sealed(f"tenant {tenant_id} is sealed: {existing.sealed_reason}")
+            self._unsealed(existing)
             wrapper = self._wrapper(existing.provider, existing.config, tenant_id)
             entry["version"] = self._provision(tenant_id, existing.provider, existing.config, wrapper, existing)
         return {"version": entry["version"], "status": ACTIVE}
@@ -353,36 +356,49 @@ class TenantKms:
 
     # ------------------------------------------------------------------ keys
 
+    def _unsealed(self, config: TenantConfig) -> TenantConfig:
+        """The config, if its keys may be used: a sealed tenant's are not, whatever the version."""
+        if config.status == SEALED:
+            self.cache.evict(config.tenant_id)
+            raise Sealed(f"tenant {config.tenant_id} is sealed: {config.sealed_reason}")
+        return config
+
     def _open(self, config: TenantConfig, row: KeyVersion) -> SessionKey:
-        """The version's TMK, from the session cache or the provider (sealing on refusal)."""
+        """The version's TMK, from the session cache or the provider (sealing on refusal).
+
+        A sealed tenant's key is neither served from the cache nor asked of the provider:
+        only unseal() may try the provider again.
+        """
+        self._unsealed(config)
         key = (row.tenant_id, row.version, row.key_uid)
-        sealed = config.status == SEALED
-        if not sealed:
-            cached = self.cache.get(key)
-            if cached is not None:
-                count("SessionCacheHits")
-                return cached
+        cached = self.cache.get(key)
+        if cached is not None:
+            count("SessionCacheHits")
+            return cached
         count("SessionCacheMisses")
+        try:
+            tmk = self._unwrap(row)
+        except KeyAccessRefused as exc:
+            self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
+            raise Sealed(f"tenant {row.tenant_id} is sealed: {config.sealed_reason}") from None
+        return self.cache.put(key, tmk, session_ttl(self.settings, row.provider))
+
+    def _unwrap(self, row: KeyVersion) -> bytes:
+        """Ask the version's provider for its TMK. Raises KeyAccessRefused on a refusal."""
         try:
             wrapper = self.registry.wrapper_for(row.provider, row.provider_config, row.tenant_id)
         except (ProviderNotAvailable, ProviderConfigInvalid) as exc:
             raise ProviderUnavailable(f"provider {row.provider} cannot be used in this deployment: {exc}") from None
         started = time.perf_counter()
         try:
-            tmk = wrapper.unwrap(
+            return wrapper.unwrap(
                 WrappedKey(row.key_id, row.wrapped_key or b""), WrapContext(row.tenant_id, row.version)
             )
-        except KeyAccessRefused as exc:
-            self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
-            raise Sealed(f"tenant {row.tenant_id} is sealed: {config.sealed_reason}") from None
         except WrapperUnavailable as exc:
             count("ProviderUnavailable")
             raise ProviderUnavailable(f"{row.provider} did not answer: {exc}") from None
         finally:
             milliseconds("ProviderLatency", (time.perf_counter() - started) * 1000)
-        if sealed:
-            self._unseal(config)
-        return self.cache.put(key, tmk, session_ttl(self.settings, row.provider))
 
     def _seal(self, config: TenantConfig, reason: str) -> None:
         self.cache.evict(config.tenant_id)
@@ -404,24 +420,55 @@ class TenantKms:
         count("TenantsSealed")
         self.audit.event("seal", actor="system", tenant_id=config.tenant_id, provider=config.provider, reason=reason)
 
-    def _unseal(self, config: TenantConfig) -> None:
+    def unseal(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
+        """Lift the seal if the ACTIVE version unwraps again; any older version proves nothing.
+
+        Refused: 422 and the tenant stays sealed. Unreachable: 503, still sealed, nothing cached.
+        """
+        with self.audit.operation("unseal", actor=actor, tenant_id=tenant_id) as entry:
+            config = self._require_config(tenant_id)
+            if config.status != SEALED:
+                raise Conflict(f"tenant {tenant_id} is not sealed")
+            row = self._version(tenant_id, config.active_version)
+            entry.update(version=row.version, provider=row.provider)
+            try:
+                self._unwrap(row)  # the key itself is not kept: the functions that use it unwrap their own
+            except KeyAccessRefused as exc:
+                raise VerificationFailed(f"{row.provider} still refuses version {row.version}: {exc}") from None
+            try:
+                # Only the seal that was checked: a configure meanwhile has lifted it already.
+                config.update(
+                    actions=[
+                        TenantConfig.status.set(ACTIVE),
+                        TenantConfig.sealed_reason.remove(),
+                        TenantConfig.sealed_at.remove(),
+                    ],
+                    condition=(TenantConfig.status == SEALED) & (TenantConfig.revision == config.revision),
+                )
+            except UpdateError:
+                raise Conflict(f"the config of tenant {tenant_id} changed while unsealing; retry") from None
+            count("TenantsUnsealed")
+        return self.config_view(tenant_id)
+
+    def repoll(self, tenant_id: str) -> dict[str, Any]:
+        """One scheduled attempt to unseal; a refusal is the customer's answer, not a failure."""
         try:
-            config.update(
-                actions=[
-                    TenantConfig.status.set(ACTIVE),
-                    TenantConfig.sealed_reason.remove(),
-                    TenantConfig.sealed_at.remove(),
-                ],
-                condition=TenantConfig.status == SEALED,
-            )
-        except UpdateError:
-            return
-        count("TenantsUnsealed")
-        self.audit.event("unseal", actor="system", tenant_id=config.tenant_id, provider=config.provider)
+            self.unseal(tenant_id, actor="schedule")
+        except VerificationFailed as refused:
+            return {"status": SEALED, "reason": refused.message}
+        except Conflict:
+            pass  # unsealed meanwhile (configure, the route), or erased
+        return {"status": self.config_view(tenant_id)["status"]}
+
+    def sealed_tenants(self) -> list[str]:
+        return sorted(
+            c.tenant_id
+            for c in TenantConfig.scan(filter_condition=TenantConfig.status == SEALED, attributes_to_get=["tenant_id"])
+        )
 
     def unwrap(self, tenant_id: str, version: int | None, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("unwrap", actor=actor, tenant_id=tenant_id, version=version) as entry:
-            config = self._require_config(tenant_id)
+            config = self._unsealed(self._require_config(tenant_id))
             row = self._version(tenant_id, version or config.active_version)
             entry.update(version=row.version, provider=row.provider)
             session = self._open(config, row)
@@ -440,7 +487,7 @@ class TenantKms:
     def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
             for _ in range(WRITE_ATTEMPTS):
-                config = self._require_config(tenant_id)
+                config = self._unsealed(self._require_config(tenant_id))
                 row = self._version(tenant_id, config.active_version)
                 entry.update(version=row.version, provider=row.provider)
                 session = self._open(config, row)
@@ -493,7 +540,7 @@ class TenantKms:
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            config = self._require_config(tenant_id)
+            config = self._unsealed(self._require_config(tenant_id))
             record = _get_record(tenant_id, name)
             if record is None:
                 raise NotFound(f"tenant {tenant_id} has no record {name!r}")
@@ -534,7 +581,7 @@ class TenantKms:
         (tenant, version), thanks to the session cache.
         """
         with self.audit.operation("rewrap", actor=actor, tenant_id=tenant_id) as entry:
-            config = self._require_config(tenant_id)
+            config = self._unsealed(self._require_config(tenant_id))
             active = self._version(tenant_id, config.active_version)
             entry.update(version=active.version, provider=active.provider)
             migrated = skipped = 0

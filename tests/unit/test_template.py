@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -91,3 +92,11 @@ def test_the_local_runner_resolves_the_templates_environment():
     env = template_environment(TEMPLATE, tables)
     assert env["CONFIG_TABLE"] == "c" and env["CUSTOMER_ACCOUNT_IDS"] == "" and env["SESSION_TTL_SECONDS"] == "3600"
     assert all(isinstance(value, str) and "Fn::" not in value and "{" not in value for value in env.values())
+
+
+def test_sealed_tenants_are_repolled_every_minute_with_the_sample_input():
+    events = TEMPLATE["Resources"]["VerifyFunction"]["Properties"]["Events"]
+    repoll = events["RepollSealed"]["Properties"]
+    assert events["RepollSealed"]["Type"] == "Schedule" and repoll["Schedule"] == "rate(1 minute)"
+    sample = json.loads((ROOT / "events" / "verify_repoll_sealed.json").read_text())
+    assert json.loads(repoll["Input"]) == sample

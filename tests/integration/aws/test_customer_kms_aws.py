@@ -19,6 +19,7 @@ from support import (
     http_sample,
     invoke_sample,
     snapshot_tables,
+    step_up,
     structured_logs,
 )
 from testenv import MASTER_KEY, TABLES
@@ -118,8 +119,10 @@ def test_kill_switch_seals_after_the_ttl_and_restoring_the_grant_unseals(tenant_
     status, body = Function("provision").http(http_sample("provision_post", tenant_id))
     assert (status, body["error"]["code"]) == (423, "sealed")
 
-    # The customer restores it: the next unwrap succeeds and the tenant is active again
+    # The customer restores it: the seal holds until the active version unwraps again
     customer.restore_grant()
+    assert unwrap(invoke_sample("unwrap", tenant_id))["error"]["code"] == "sealed"
+    assert Function("verify").http(step_up(http_sample("verify_unseal", tenant_id)))[0] == 200
     assert unwrap(invoke_sample("unwrap", tenant_id))["key_b64"] == key
     assert view(tenant_id)["status"] == "active" and view(tenant_id)["sealed_reason"] is None
     assert read(tenant_id, "db-password", data) == (b"hunter2", 1)
@@ -224,6 +227,7 @@ def migrate_with_data(tenant_id, customer, kms_proxy):
     clock.advance(301)
     assert {read(tenant_id, name, data) for name in values} == {"sealed"}
     customer.restore_grant()
+    assert Function("verify").http(step_up(http_sample("verify_unseal", tenant_id)))[0] == 200
     assert all(read(tenant_id, name, data) == (value, 2) for name, value in values.items())
 
     # Switching back to global: probe, new version 3, data still readable, rewrap moves it

@@ -8,7 +8,7 @@ import os
 
 import google_crc32c
 import pytest
-from support import Clock, b64, http_sample, invoke_sample, snapshot_tables
+from support import Clock, b64, http_sample, invoke_sample, snapshot_tables, step_up
 from support import read_record as read
 from testenv import TABLES
 
@@ -71,6 +71,8 @@ def test_disabling_the_key_seals_after_the_ttl_and_enabling_unseals(clouds, tena
     assert view["status"] == "sealed" and "FailedPrecondition" in view["sealed_reason"]
 
     disable(True)
+    assert read(data, tenant_id, "s") == "sealed"  # until the active version unwraps again
+    assert clouds.function("verify").http(step_up(http_sample("verify_unseal", tenant_id)))[0] == 200
     assert read(data, tenant_id, "s") == (b"v", 1)
     assert clouds.function("configure").http(http_sample("configure_get", tenant_id))[1]["status"] == "active"
 
