@@ -93,7 +93,7 @@ ENTRA_REFUSALS = {
     500011: "the Key Vault resource is not known to the tenant",
     53003: "a Conditional Access policy blocked the application",
 }
-# Named for the record: these blame our assertion (clock, signing key), so they never seal.
+# These blame our assertion (clock, signing key) or request: ours to fix, never sealing.
 ENTRA_OUR_FAULTS = {
     700024: "the assertion is outside its validity window (our clock or lifetime)",
     700027: "the assertion's signature did not verify against our issuer's keys",
@@ -126,6 +126,14 @@ def _unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _value(action: str, answer: dict[str, Any]) -> bytes:
+    """The base64url ``value`` of a vault answer."""
+    try:
+        return _unb64url(str(answer["value"]))
+    except (KeyError, ValueError):
+        raise ProviderUnavailable(f"{action}: Key Vault's answer has no usable value") from None
+
+
 def _json(text: str) -> dict[str, Any]:
     try:
         parsed = json.loads(text)
@@ -153,8 +161,8 @@ def entra_failure(action: str, exc: aexc.ClientAuthenticationError) -> Exception
     for code in codes:
         if code in ENTRA_REFUSALS:
             return KeyAccessRefused(f"{action} refused by Entra ID: AADSTS{code} {ENTRA_REFUSALS[code]}")
-    named = ", ".join(f"AADSTS{c}" for c in codes) or "no AADSTS code"
-    return ProviderUnavailable(f"{action}: Entra ID refused our token request (HTTP {status}, {named})")
+    named = ", ".join(f"AADSTS{c}" + (f" {ENTRA_OUR_FAULTS[c]}" if c in ENTRA_OUR_FAULTS else "") for c in codes)
+    return ProviderUnavailable(f"{action}: Entra ID refused our token request (HTTP {status}, {named or 'no code'})")
 
 
 class AzureKeyVaultWrapper(KeyWrapper):
@@ -192,10 +200,10 @@ class AzureKeyVaultWrapper(KeyWrapper):
         answer = _json(response.text())
         if status == 200 and answer:
             return answer
-        if status == 200 or status == 429 or status >= 500:
-            raise ProviderUnavailable(
-                f"{action}: Key Vault answered HTTP {status}" + (" after retries" * (status != 200))
-            )
+        if status == 200:
+            raise ProviderUnavailable(f"{action}: Key Vault answered without a JSON body")
+        if status == 429 or status >= 500:
+            raise ProviderUnavailable(f"{action}: Key Vault answered HTTP {status} after retries")
         if status == 401:  # a token Entra issued and the vault does not take: ours to fix
             raise ProviderUnavailable(f"{action}: Key Vault did not accept our token (HTTP 401)")
         error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
@@ -256,7 +264,7 @@ class AzureKeyVaultWrapper(KeyWrapper):
         )
         if answer.get("kid") != kid:
             raise KeyAccessRefused(f"Key Vault wrapped with {answer.get('kid') or 'an unnamed key'}, not {kid}")
-        wrapped = _unb64url(str(answer.get("value", "")))
+        wrapped = _value("WrapKey", answer)
         if algorithm == "A256KW":
             return WrappedKey(key_id=kid, ciphertext=A256KW + wrapped)
         signature = self._sign(kid, signed_digest(kid, context, wrapped))
@@ -266,7 +274,7 @@ class AzureKeyVaultWrapper(KeyWrapper):
         answer = self._send("Sign", "POST", self._operation(kid, "sign"), {"alg": "RS256", "value": _b64url(digest)})
         if answer.get("kid") != kid:
             raise KeyAccessRefused(f"Key Vault signed with {answer.get('kid') or 'an unnamed key'}, not {kid}")
-        return _unb64url(str(answer.get("value", "")))
+        return _value("Sign", answer)
 
     def _unwrap(self, wrapped: WrappedKey, context: WrapContext) -> bytes:
         kid = wrapped.key_id
@@ -293,7 +301,7 @@ class AzureKeyVaultWrapper(KeyWrapper):
         answer = self._send(
             "UnwrapKey", "POST", self._operation(kid, "unwrapkey"), {"alg": algorithm, "value": _b64url(encrypted)}
         )
-        payload = _unb64url(str(answer.get("value", "")))
+        payload = _value("UnwrapKey", answer)
         digest, tmk = payload[:32], payload[32:]
         if len(tmk) != TMK_BYTES or not secrets.compare_digest(digest, binding_digest(context)):
             raise KeyAccessRefused("wrapped key is bound to another tenant or version")
