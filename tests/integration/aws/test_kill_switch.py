@@ -80,6 +80,14 @@ def test_pulled_grant_seals_every_version_until_the_repoll_finds_it_restored(ten
     # When the customer restores the grant, nothing unseals by itself until the re-poll runs
     customer.restore_grant()
     assert read(tenant_id, "c1", data) == "sealed"
+    # a re-poll that cannot reach KMS reports it and leaves the tenant sealed
+    kms_proxy.fail_always("5xx")
+    try:
+        summary = Function("verify")(sample("verify_repoll_sealed"))
+    finally:
+        kms_proxy.fail_always(None)
+    assert tenant_id in {f["tenant_id"] for f in summary["failed"] if f["code"] == "provider_unavailable"}
+    assert view(tenant_id)["status"] == "sealed" and snapshot() == before
     summary = Function("verify")(sample("verify_repoll_sealed"))
     assert {"tenant_id": tenant_id, "status": "active"} in summary["results"], summary
 
