@@ -109,6 +109,8 @@ def test_every_function_runs_from_the_built_artifact_with_its_sample_events(buil
     scheduled = invoke(build_dir, "VerifyFunction", "verify_scheduled", only_global_tenants=False)
     assert "acme" in {r["tenant_id"] for r in scheduled["results"]}
     assert "acme" not in {f["tenant_id"] for f in scheduled["failed"]}  # other tests' tenants share the tables
+    repolled = invoke(build_dir, "VerifyFunction", "verify_repoll_sealed", only_global_tenants=False)
+    assert "acme" not in {r["tenant_id"] for r in repolled["results"] + repolled["failed"]}  # acme is not sealed
 
     status, progress = http(invoke(build_dir, "RewrapFunction", "rewrap_post"))
     assert (status, progress["migrated"], progress["complete"]) == (202, 1, True)
