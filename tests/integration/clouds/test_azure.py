@@ -15,7 +15,7 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from support import Clock, Function, b64, http_sample, invoke_sample, snapshot_tables
+from support import Clock, Function, b64, http_sample, invoke_sample, snapshot_tables, step_up
 from support import read_record as read
 from testenv import TABLES
 
@@ -27,11 +27,11 @@ OAEP_256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA2
 
 def configure(tenant_id: str, provider: str, config: dict) -> tuple[int, dict]:
     body = {"provider": provider, "config": config}
-    return Function("configure").http(http_sample("configure_put_global", tenant_id, body=body))
+    return Function("configure").http(step_up(http_sample("configure_put_global", tenant_id, body=body)))
 
 
 def provision(tenant_id: str) -> int:
-    return Function("provision").http(http_sample("provision_post", tenant_id))[0]
+    return Function("provision").http(step_up(http_sample("provision_post", tenant_id)))[0]
 
 
 def view(tenant_id: str) -> dict:
@@ -306,30 +306,71 @@ def test_a_vault_that_does_not_answer_in_time_is_unavailable(azure, tenant_id, m
     assert unwrap(invoke_sample("unwrap", tenant_id))["version"] == 1
 
 
-@pytest.mark.parametrize("revoke", [_remove_role, _remove_federated_credential])
-def test_kill_switch_seals_every_version_within_the_ttl(azure, tenant_id, revoke, monkeypatch):
+def _restore_role(azure, customer):
+    customer.key.crypto_users.add(customer.client_id)
+
+
+def _restore_federated_credential(azure, customer):
+    azure.entra.federate(customer.entra_tenant, customer.client_id, azure.signer.issuer, f"tenant:{customer.tenant_id}")
+
+
+def unseal(tenant_id: str) -> tuple[int, dict]:
+    return Function("verify").http(step_up(http_sample("verify_unseal", tenant_id)))
+
+
+@pytest.mark.parametrize(
+    ("revoke", "restore"),
+    [(_remove_role, _restore_role), (_remove_federated_credential, _restore_federated_credential)],
+    ids=["role assignment", "federated credential"],
+)
+def test_kill_switch_seals_every_version_within_the_ttl_until_unsealed(azure, tenant_id, revoke, restore, monkeypatch):
+    # Given two versions under the customer's key, each with a record, read by a warm instance
     customer = azure.customer(tenant_id)
     assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
     put = Function("tenant_data")
     assert put(invoke_sample("tenant_data_put", tenant_id, name="one", value_b64=b64(b"1")))["version"] == 1
     assert provision(tenant_id) == 201
     assert put(invoke_sample("tenant_data_put", tenant_id, name="two", value_b64=b64(b"2")))["version"] == 2
-
+    records = {"one": (b"1", 1), "two": (b"2", 2)}
     clock = Clock()
     monkeypatch.setattr(azure_kv, "time", SimpleNamespace(time=clock))  # the Entra token's age, too
     data = Function("tenant_data")
     data.service.clock = clock
-    assert read(data, tenant_id, "one") == (b"1", 1) and read(data, tenant_id, "two") == (b"2", 2)
+    assert {name: read(data, tenant_id, name) for name in records} == records
 
+    # When the customer revokes, the session keys (and the Entra token) serve out the TTL
     revoke(azure, customer)
-    clock.advance(299)  # session keys (and the Entra token) still within the TTL
-    assert read(data, tenant_id, "one") == (b"1", 1) and read(data, tenant_id, "two") == (b"2", 2)
+    clock.advance(299)
+    assert {name: read(data, tenant_id, name) for name in records} == records
     clock.advance(2)
     assert read(data, tenant_id, "two") == "sealed"
     assert view(tenant_id)["status"] == "sealed"
-    assert read(data, tenant_id, "one") == "sealed"
-    for version in (1, 2):
-        assert read_unwrap(tenant_id, version)["error"]["code"] == "sealed"
+
+    # Then every key operation on every version answers sealed, asking neither Entra nor the vault
+    entra_requests, vault_requests = azure.entra.requests, len(azure.vault.requests)
+    before = snapshot_tables(TABLES)
+    answers = [
+        read(data, tenant_id, "one"),
+        read(Function("tenant_data"), tenant_id, "two"),
+        read_unwrap(tenant_id, 1)["error"]["code"],
+        read_unwrap(tenant_id)["error"]["code"],
+        Function("provision").http(step_up(http_sample("provision_post", tenant_id)))[1]["error"]["code"],
+    ]
+    assert answers == ["sealed"] * len(answers)
+    assert (azure.entra.requests, len(azure.vault.requests)) == (entra_requests, vault_requests)
+    assert snapshot_tables(TABLES) == before
+
+    # While revoked, unsealing is refused and changes nothing
+    status, body = unseal(tenant_id)
+    assert (status, body["error"]["code"]) == (422, "verification_failed"), body
+    assert snapshot_tables(TABLES) == before
+
+    # When the customer restores it, the unseal route lifts the seal and every record opens again
+    restore(azure, customer)
+    status, body = unseal(tenant_id)
+    assert (status, body["status"]) == (200, "active"), body
+    assert {name: read(data, tenant_id, name) for name in records} == records
+    assert {name: read(Function("tenant_data"), tenant_id, name) for name in records} == records
 
 
 def test_another_tenant_cannot_use_a_key_trusted_for_this_one(azure, tenant_id):
