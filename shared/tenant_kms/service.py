@@ -461,10 +461,13 @@ class TenantKms:
         return {"status": self.config_view(tenant_id)["status"]}
 
     def sealed_tenants(self) -> list[str]:
-        return sorted(
+        """In a random order: when one run cannot try them all, the next does not start over with the same ones."""
+        sealed = [
             c.tenant_id
             for c in TenantConfig.scan(filter_condition=TenantConfig.status == SEALED, attributes_to_get=["tenant_id"])
-        )
+        ]
+        secrets.SystemRandom().shuffle(sealed)
+        return sealed
 
     def unwrap(self, tenant_id: str, version: int | None, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("unwrap", actor=actor, tenant_id=tenant_id, version=version) as entry:
