@@ -41,7 +41,7 @@ def unseal(tenant_id: str, function: Function | None = None) -> tuple[int, dict]
 
 def two_versions_with_records(tenant_id: str, data: Function) -> dict:
     """Global v1 (retired, records a and b) and global v2 (active, record c)."""
-    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    assert Function("configure").http(step_up(http_sample("configure_put_global", tenant_id)))[0] == 200
     for name in ("a", "b"):
         put = data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(name.encode())))
         assert put["version"] == 1
@@ -131,7 +131,7 @@ def test_the_scheduled_repoll_unseals_only_tenants_whose_active_version_unwraps(
     fixed, still_refused, untouched = tenant_id, f"{tenant_id}-refused", f"{tenant_id}-active"
     _, intact = sealed_by_the_active_version(fixed)
     sealed_by_the_active_version(still_refused)
-    assert Function("configure").http(http_sample("configure_put_global", untouched))[0] == 200
+    assert Function("configure").http(step_up(http_sample("configure_put_global", untouched)))[0] == 200
     put_version_row(intact)
     capsys.readouterr()
 
