@@ -78,6 +78,9 @@ def write_env_vars(
     variables.update(
         MASTER_KEY_B64=master_key_b64,
         MASTER_KEY_SECRET_ID="",
+        # Deployed-only resources: local runs use the function's own credentials and sign nothing.
+        KEY_WRAPPING_ROLE_ARN="",
+        FEDERATION_SIGNING_KEY_ID="",
         AWS_ENDPOINT_URL_DYNAMODB=f"http://host.docker.internal:{dynamodb_port}",
     )
     variables.update(extra or {})

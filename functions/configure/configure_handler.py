@@ -1,4 +1,5 @@
-"""Admin API: configure a tenant's wrapping key (probe first), and show its config and status.
+"""Admin API: configure a tenant's wrapping key (probe first), show its config and status, and
+answer what a customer must trust for this tenant (onboarding).
 
 Also serves API Gateway's ``$default`` route, so unknown routes get the API's error model.
 """
@@ -7,9 +8,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response
+from tenant_kms.identity import onboarding
 from tenant_kms.observability import logger, metrics
 from tenant_kms.provider_config import ConfigureRequest
-from tenant_kms.service import TenantKms
+from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
 
@@ -27,6 +29,12 @@ def configure(tenant_id: str, request: ConfigureRequest):
 @app.get("/tenants/<tenant_id>/kms")
 def show(tenant_id: str):
     return json_response(200, service.config_view(tenant_id))
+
+
+@app.get("/tenants/<tenant_id>/kms/onboarding")
+def onboarding_answer(tenant_id: str):
+    """What the customer trusts so that this tenant, and no other, may use their key."""
+    return json_response(200, onboarding(settings, tenant_id, iso(service.clock())))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

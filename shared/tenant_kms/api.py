@@ -43,6 +43,7 @@ _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 ADMIN_ROUTES = (
     ("PUT", "/tenants/{tenant_id}/kms"),
     ("GET", "/tenants/{tenant_id}/kms"),
+    ("GET", "/tenants/{tenant_id}/kms/onboarding"),
     ("POST", "/tenants/{tenant_id}/kms/verify"),
     ("POST", "/tenants/{tenant_id}/kms/unseal"),
     ("POST", "/tenants/{tenant_id}/keys"),
@@ -50,6 +51,11 @@ ADMIN_ROUTES = (
     ("DELETE", "/tenants/{tenant_id}/keys/{version}"),
     ("POST", "/tenants/{tenant_id}/rewrap"),
     ("DELETE", "/tenants/{tenant_id}"),
+)
+# Public routes (no authorizer): the OIDC issuer documents Entra ID reads. Public keys only.
+PUBLIC_ROUTES = (
+    ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/.well-known/jwks.json"),
 )
 _ROUTE_PATTERNS = [
     (method, re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$")) for method, path in ADMIN_ROUTES

@@ -75,6 +75,28 @@ class TenantRecord(Model):
     updated_at = UnicodeAttribute()
 
 
+class IssuedExternalId(Model):
+    """The AWS external id the service issued to one tenant: what the customer's role trust
+    demands, so that no other tenant can use that role.
+
+    Kept in the key-version table under a partition of its own (``<tenant>#external-id``,
+    version 0; '#' never occurs in a tenant id), so no query of a tenant's versions ever sees
+    it, and erasing the tenant deletes it with the versions.
+    """
+
+    class Meta:
+        table_name = "unbound"
+
+    partition = UnicodeAttribute(hash_key=True, attr_name="tenant_id")
+    version = NumberAttribute(range_key=True, default=0)
+    external_id = UnicodeAttribute()
+    issued_at = UnicodeAttribute()
+
+    @staticmethod
+    def partition_of(tenant_id: str) -> str:
+        return f"{tenant_id}#external-id"
+
+
 MODELS = (TenantConfig, KeyVersion, TenantRecord)
 
 
@@ -83,6 +105,7 @@ def bind_tables(settings: Settings) -> Connection:
     for model, table in (
         (TenantConfig, settings.config_table),
         (KeyVersion, settings.key_version_table),
+        (IssuedExternalId, settings.key_version_table),
         (TenantRecord, settings.tenant_data_table),
     ):
         model.Meta.table_name = table

@@ -66,7 +66,8 @@ class CustomerAwsConfig(_Shape):
     region: str = Field(pattern=rf"^{_REGION}$")
     key_arn: str
     role_arn: str
-    external_id: str
+    # Issued by the service per tenant; optional here, and refused unless it is the issued one.
+    external_id: str | None = None
 
     @field_validator("key_arn")
     @classmethod
@@ -84,8 +85,8 @@ class CustomerAwsConfig(_Shape):
 
     @field_validator("external_id")
     @classmethod
-    def _external_id(cls, value: str) -> str:
-        if not _EXTERNAL_ID.match(value):
+    def _external_id(cls, value: str | None) -> str | None:
+        if value is not None and not _EXTERNAL_ID.match(value):
             raise ValueError("must be 2-1224 characters of letters, digits and +=,.@:/-_")
         return value
 

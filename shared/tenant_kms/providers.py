@@ -6,6 +6,7 @@ its tenants use.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -51,31 +52,101 @@ def _azure_options(settings: Settings) -> dict[str, Any]:
     )
 
 
-def _azure_assertion_source(settings: Settings, tenant_id: str | None) -> Callable[[], str]:
-    """The client assertion presented to Entra ID for ``tenant_id`` (None: the operator's own)."""
-    from kms_wrapping.azure_kv import web_identity_token_source
+class Identities:
+    """Who provider calls run as: per-tenant sessions of the key-wrapping role, and the
+    federation signer whose assertions name the tenant towards Entra ID. Built on first use."""
 
-    return web_identity_token_source(_sts(settings))
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._sessions: Any = None
+        self._signer: Any = None
+
+    @property
+    def sessions(self) -> Any:
+        with self._lock:
+            if self._sessions is None:
+                from kms_wrapping.identity import TenantSessions
+
+                role = self._settings.key_wrapping_role_arn
+                self._sessions = TenantSessions(role_arn=role, sts_client=_sts(self._settings) if role else None)
+            return self._sessions
+
+    def aws_credentials(self, tenant_id: str) -> Callable[[], Any]:
+        """The tenant's current AWS credentials (access key, secret, token), e.g. for GCP's AWS provider."""
+        return lambda: self.sessions.credentials(tenant_id)
+
+    @property
+    def signer(self) -> Any:
+        sessions = self.sessions
+        with self._lock:
+            if self._signer is None:
+                from kms_wrapping.federation import AssertionSigner
+
+                config = _aws_client_config(self._settings)
+                region = self._settings.region
+
+                def kms_for(tenant_id: str | None) -> Any:
+                    return sessions.session(tenant_id).client("kms", region_name=region, config=config)
+
+                self._signer = AssertionSigner(
+                    key_id=self._settings.federation_signing_key_id,
+                    issuer=self._settings.federation_issuer_url,
+                    kms_for=kms_for,
+                )
+            return self._signer
+
+    def azure_assertion(self, tenant_id: str) -> Callable[[], str]:
+        """The client assertion source for this tenant: a JWT naming it, signed by our KMS key."""
+        return self.signer.token_source(tenant_id)
+
+    def service_sts(self) -> Any:
+        """STS as the key-wrapping role's own session (calls made for no tenant)."""
+        return self.sessions.session(None).client(
+            "sts", region_name=self._settings.region, config=_aws_client_config(self._settings)
+        )
 
 
-def build_registry(settings: Settings) -> ProviderRegistry:
+def _azure_assertion_source(identities: Identities, tenant_id: str | None) -> Callable[[], str]:
+    """The client assertion presented to Entra ID for ``tenant_id``: a JWT naming the tenant,
+    signed by our KMS key. None: the operator's own app, whose federated credential trusts the
+    key-wrapping role's STS web identity token."""
+    if tenant_id is None:
+        from kms_wrapping.azure_kv import web_identity_token_source
+
+        return web_identity_token_source(identities.service_sts())
+    return identities.azure_assertion(tenant_id)
+
+
+def build_registry(settings: Settings, identities: Identities | None = None) -> ProviderRegistry:
     registry = ProviderRegistry()
+    identities = identities or Identities(settings)
 
     def global_wrap(_config: dict, _tenant_id: str) -> KeyWrapper:
         from kms_wrapping.global_wrap import GlobalKeyWrapper
 
         return GlobalKeyWrapper(master_key=load_master_key(settings))
 
-    def operator_kms_aws(_config: dict, _tenant_id: str) -> KeyWrapper:
+    def operator_kms_aws(_config: dict, tenant_id: str) -> KeyWrapper:
         from kms_wrapping.aws_kms import operator_wrapper
 
-        return operator_wrapper(key_arn=settings.operator_kms_aws_key_arn, config=_aws_client_config(settings))
+        return operator_wrapper(
+            key_arn=settings.operator_kms_aws_key_arn,
+            config=_aws_client_config(settings),
+            session=identities.sessions.session(tenant_id),
+        )
 
     def customer_kms_aws(config: dict, tenant_id: str) -> KeyWrapper:
         from kms_wrapping.aws_kms import customer_wrapper
+        from tenant_kms.identity import issued_external_id
 
         return customer_wrapper(
-            config, tenant_id, config=_aws_client_config(settings), allowed_accounts=settings.customer_account_ids
+            config,
+            tenant_id,
+            config=_aws_client_config(settings),
+            external_id=lambda: issued_external_id(tenant_id),
+            sessions=identities.sessions,
+            allowed_accounts=settings.customer_account_ids,
         )
 
     def customer_kms_gcp(config: dict, tenant_id: str) -> KeyWrapper:
@@ -99,7 +170,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
         return azure_kv.customer_wrapper(
             config,
             tenant_id,
-            token_source=_azure_assertion_source(settings, tenant_id),
+            token_source=_azure_assertion_source(identities, tenant_id),
             options=_azure_options(settings),
             token_max_age=session_ttl(settings, "customer_kms_azure"),
         )
@@ -111,13 +182,13 @@ def build_registry(settings: Settings) -> ProviderRegistry:
             key_id=settings.operator_azure_key_id,
             tenant_id=settings.operator_azure_tenant_id,
             client_id=settings.operator_azure_client_id,
-            token_source=_azure_assertion_source(settings, None),
+            token_source=_azure_assertion_source(identities, None),
             options=_azure_options(settings),
         )
 
     registry.register("global", global_wrap)
     if settings.operator_kms_aws_key_arn:
-        registry.register("operator_kms_aws", operator_kms_aws)
+        registry.register("operator_kms_aws", operator_kms_aws, per_tenant=True)
     registry.register("customer_kms_aws", customer_kms_aws, per_tenant=True)
     if settings.operator_gcp_key_name:
         registry.register("operator_kms_gcp", operator_kms_gcp)

@@ -37,6 +37,7 @@ from tenant_kms.errors import (
     Sealed,
     VerificationFailed,
 )
+from tenant_kms.identity import forget_external_id, with_issued_external_id
 from tenant_kms.keyring import Clock, SessionCache, SessionKey
 from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord, bind_tables
 from tenant_kms.observability import Audit, count, milliseconds
@@ -163,6 +164,8 @@ class TenantKms:
     def configure(self, tenant_id: str, provider: str, config: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
         """Validate (done by the caller) -> probe -> apply -> provision, as one step."""
         with self.audit.operation("configure", actor=actor, tenant_id=tenant_id, provider=provider) as entry:
+            if provider == "customer_kms_aws":
+                config = with_issued_external_id(tenant_id, config)
             wrapper = self._wrapper(provider, config, tenant_id)
             existing = self._existing_config(tenant_id)
             self._probe(tenant_id, provider, wrapper, existing)
@@ -348,7 +351,9 @@ class TenantKms:
             with TenantRecord.batch_write() as batch:
                 for record in records:
                     batch.delete(record)
-            if config is None and not versions and not records:
+            # The issued external id goes too: a later tenant of that name is a new tenant.
+            had_external_id = forget_external_id(tenant_id)
+            if config is None and not versions and not records and not had_external_id:
                 raise NotFound(f"tenant {tenant_id} does not exist")
             if config is not None:
                 config.delete()

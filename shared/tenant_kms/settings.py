@@ -63,6 +63,12 @@ class Settings:
     operator_azure_client_id: str = ""
     # Which API Gateway authorizer's output carries the admin caller's claims.
     admin_authorizer: str = "jwt"
+    # The one role every provider call runs as, in a session per tenant (empty: local runs
+    # use the function's own credentials).
+    key_wrapping_role_arn: str = ""
+    # This deployment as an OIDC issuer towards Entra ID, and the KMS key that signs for it.
+    federation_issuer_url: str = ""
+    federation_signing_key_id: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +99,9 @@ class Settings:
             operator_azure_tenant_id=env.get("OPERATOR_AZURE_TENANT_ID", "").strip(),
             operator_azure_client_id=env.get("OPERATOR_AZURE_CLIENT_ID", "").strip(),
             admin_authorizer=env.get("ADMIN_AUTHORIZER", "").strip() or "jwt",
+            key_wrapping_role_arn=env.get("KEY_WRAPPING_ROLE_ARN", "").strip(),
+            federation_issuer_url=env.get("FEDERATION_ISSUER_URL", "").strip().rstrip("/"),
+            federation_signing_key_id=env.get("FEDERATION_SIGNING_KEY_ID", "").strip(),
         )
         if settings.admin_authorizer not in ADMIN_AUTHORIZERS:
             raise ConfigurationError(
@@ -109,6 +118,12 @@ class Settings:
             r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+", settings.operator_kms_aws_key_arn
         ):
             raise ConfigurationError("setting OPERATOR_KMS_KEY_ARN must be a KMS key or alias ARN")
+        if settings.key_wrapping_role_arn and not re.fullmatch(
+            r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", settings.key_wrapping_role_arn
+        ):
+            raise ConfigurationError("setting KEY_WRAPPING_ROLE_ARN must be an IAM role ARN")
+        if settings.federation_issuer_url and not re.fullmatch(r"https://[^\s?#]+", settings.federation_issuer_url):
+            raise ConfigurationError("setting FEDERATION_ISSUER_URL must be an https URL without query or fragment")
         if settings.operator_gcp_key_name and not settings.operator_gcp_workload_identity_provider:
             raise ConfigurationError(
                 "setting OPERATOR_GCP_WORKLOAD_IDENTITY_PROVIDER is required with OPERATOR_GCP_KEY_NAME"

@@ -9,17 +9,49 @@ from pathlib import Path
 from local_gateway import function_specs, routes_from_template
 from local_tables import load_template, table_definitions
 
-from tenant_kms.api import ADMIN_ROUTES
+from tenant_kms.api import ADMIN_ROUTES, PUBLIC_ROUTES
 from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
 
 
+def _events(auth: str | None) -> set[tuple[str, str]]:
+    found = set()
+    for resource in TEMPLATE["Resources"].values():
+        if not isinstance(resource, dict) or resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in (resource["Properties"].get("Events") or {}).values():
+            props = event.get("Properties") or {}
+            authorizer = (props.get("Auth") or {}).get("Authorizer")
+            if event["Type"] == "HttpApi" and "Path" in props and authorizer == auth:
+                found.add((props["Method"], props["Path"]))
+    return found
+
+
 def test_every_admin_route_is_an_httpapi_event_and_nothing_else_is():
     routes, default = routes_from_template(TEMPLATE)
-    assert {(r.method, r.path) for r in routes} == set(ADMIN_ROUTES)
+    assert {(r.method, r.path) for r in routes} == set(ADMIN_ROUTES) | set(PUBLIC_ROUTES)
+    assert _events(None) == set(ADMIN_ROUTES)  # behind the API's JWT authorizer
     assert default == "ConfigureFunction"
+
+
+def test_only_the_oidc_issuer_documents_are_public():
+    assert _events("NONE") == set(PUBLIC_ROUTES)
+    assert all(path.startswith("/.well-known/") for _, path in PUBLIC_ROUTES)
+
+
+def test_every_function_has_a_log_group_with_the_retention_parameter():
+    resources = TEMPLATE["Resources"]
+    groups = {
+        str(r["Properties"]["LogGroupName"]): r["Properties"]["RetentionInDays"]
+        for r in resources.values()
+        if isinstance(r, dict) and r["Type"] == "AWS::Logs::LogGroup"
+    }
+    for logical_id in function_specs(TEMPLATE):
+        name = next((n for n in groups if f"/aws/lambda/${{{logical_id}}}" in n), None)
+        assert name is not None, logical_id
+        assert groups[name] == {"Ref": "LogRetentionDays"}, logical_id
 
 
 def test_the_contract_functions_exist_with_their_handlers():

@@ -3,6 +3,7 @@ template.yaml transformed by the SAM translator (policy templates expanded)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import subprocess
@@ -47,7 +48,16 @@ def resources() -> dict:
     return json.loads(result.stdout)
 
 
-def statements(resources: dict):
+def statements(resources: dict, *, expand_managed: bool = False):
+    """(role or policy logical id, statement). ``expand_managed``: a managed policy's
+    statements are reported under each role that attaches it (by Ref), as IAM evaluates them."""
+    attached: dict[str, list[str]] = {}
+    if expand_managed:
+        for logical_id, resource in resources.items():
+            if resource["Type"] == "AWS::IAM::Role":
+                for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                    if isinstance(arn, dict) and "Ref" in arn:
+                        attached.setdefault(arn["Ref"], []).append(logical_id)
     for logical_id, resource in resources.items():
         documents = []
         if resource["Type"] == "AWS::IAM::Role":
@@ -58,7 +68,8 @@ def statements(resources: dict):
             for statement in document["Statement"]:
                 if isinstance(statement, dict) and "Fn::If" in statement:
                     statement = statement["Fn::If"][1]  # the statement when its condition holds
-                yield logical_id, statement
+                for owner in attached.get(logical_id, [logical_id]):
+                    yield owner, statement
 
 
 def as_list(value) -> list:
@@ -103,3 +114,126 @@ def test_the_direct_invoke_functions_are_not_behind_the_http_api(resources):
     permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
     targets = {str(p["Properties"]["FunctionName"]) for p in permissions}
     assert not any("UnwrapFunction" in t or "TenantDataFunction" in t for t in targets)
+
+
+ACCOUNT = "123456789012"  # the deployment's own account in the translation above
+STACK = "tenant-kms"
+
+
+def resolve(value, resources: dict) -> list[str]:
+    """A policy Resource as ARN strings (pseudo parameters and the stack's own names filled in)."""
+    if isinstance(value, list):
+        return [arn for item in value for arn in resolve(item, resources)]
+    if isinstance(value, str):
+        return [value]
+    if "Fn::Sub" in value:
+        text, names = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        for name, replacement in {
+            "AWS::Partition": "aws",
+            "AWS::AccountId": ACCOUNT,
+            "AWS::StackName": STACK,
+            "AWS::Region": "us-east-1",
+        }.items():
+            text = text.replace("${" + name + "}", replacement)
+        for name, replacement in names.items():
+            text = text.replace("${" + name + "}", resolve(replacement, resources)[0])
+        return [text]
+    if "Fn::If" in value:  # both branches: either may be deployed
+        return resolve(value["Fn::If"][1], resources) + resolve(value["Fn::If"][2], resources)
+    if "Fn::Split" in value:
+        separator, joined = value["Fn::Split"]
+        return [part for text in resolve(joined, resources) for part in text.split(separator)]
+    if "Fn::Join" in value:
+        return [value["Fn::Join"][0].join(resolve(value["Fn::Join"][1], resources))]
+    if "Fn::GetAtt" in value:
+        logical_id = value["Fn::GetAtt"][0]
+        return [f"arn:aws:resource:::{logical_id}"]
+    if "Ref" in value:
+        return [""]  # a parameter: an empty list of customer accounts is the case that matters
+    raise AssertionError(f"unexpected policy resource {value}")
+
+
+def covers(pattern: str, arn: str) -> bool:
+    return fnmatch.fnmatchcase(arn, pattern)
+
+
+def test_no_role_may_assume_roles_of_its_own_account_but_the_key_wrapping_role(resources):
+    """The tenant's config names the customer role: it must never reach this account's roles."""
+    wrapping_role = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-key-wrapping"
+    own_roles = [
+        f"arn:aws:iam::{ACCOUNT}:role/Admin",
+        f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole",
+        f"arn:aws:iam::{ACCOUNT}:role/{STACK}-ConfigureFunctionRole-ABC123",
+        wrapping_role,
+    ]
+    allowed: dict[str, list[str]] = {}
+    denied: dict[str, list[str]] = {}
+    for owner, statement in statements(resources, expand_managed=True):
+        if "sts:AssumeRole" not in as_list(statement["Action"]) and "sts:*" not in as_list(statement["Action"]):
+            continue
+        target = allowed if statement["Effect"] == "Allow" else denied
+        target.setdefault(owner, []).extend(resolve(statement["Resource"], resources))
+    assert "KeyWrappingRole" in allowed, "the key-wrapping role assumes customer roles"
+    for owner, patterns in allowed.items():
+        for arn in own_roles:
+            if any(covers(p, arn) for p in patterns) and not any(covers(p, arn) for p in denied.get(owner, [])):
+                # A function may become a tenant's session of the key-wrapping role, nothing else.
+                assert arn == wrapping_role and owner != "KeyWrappingRole", (owner, arn)
+
+
+DYNAMODB_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:*",
+}
+
+
+def writes_of(resources: dict, role: str, table: str) -> set[str]:
+    found = set()
+    for owner, statement in statements(resources, expand_managed=True):
+        if owner != role or statement["Effect"] != "Allow" or table not in json.dumps(statement["Resource"]):
+            continue
+        found |= {str(a) for a in as_list(statement["Action"])} & DYNAMODB_WRITES
+    return found
+
+
+def test_the_direct_invoke_functions_write_only_what_their_work_needs(resources):
+    # Unwrap: seals and unseals the tenant; reads versions, never changes them.
+    assert writes_of(resources, "UnwrapFunctionRole", "TenantConfigTable") == {"dynamodb:UpdateItem"}
+    assert writes_of(resources, "UnwrapFunctionRole", "KeyVersionTable") == set()
+    # Tenant data: seals; keeps each version's record count in the record's transaction.
+    assert writes_of(resources, "TenantDataFunctionRole", "TenantConfigTable") == {"dynamodb:UpdateItem"}
+    assert writes_of(resources, "TenantDataFunctionRole", "KeyVersionTable") == {
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+    }
+
+
+def test_only_the_key_wrapping_role_signs_federation_assertions(resources):
+    key = resources["FederationSigningKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("RSA_2048", "SIGN_VERIFY")
+    for statement in key["KeyPolicy"]["Statement"]:
+        actions = set(as_list(statement["Action"]))
+        if actions & {"kms:Sign", "kms:GetPublicKey", "kms:*", "kms:Get*"}:
+            assert statement["Principal"] == {"AWS": {"Fn::GetAtt": ["KeyWrappingRole", "Arn"]}}, statement
+    for owner, statement in statements(resources, expand_managed=True):
+        assert not {"kms:Sign", "kms:*"} & set(as_list(statement["Action"])), owner
+
+
+def test_the_key_wrapping_role_is_named_and_its_arn_is_an_output():
+    template = yaml_template()
+    role = template["Resources"]["KeyWrappingRole"]["Properties"]
+    assert role["RoleName"] == {"Fn::Sub": "${AWS::StackName}-key-wrapping"}
+    assert template["Outputs"]["KeyWrappingRoleArn"]["Value"] == {"Fn::GetAtt": "KeyWrappingRole.Arn"}
+
+
+def yaml_template() -> dict:
+    from local_tables import load_template
+
+    return load_template()

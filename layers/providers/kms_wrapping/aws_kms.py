@@ -1,5 +1,6 @@
-"""AWS KMS adapters: ``operator_kms_aws`` (the function's own role) and ``customer_kms_aws``
-(STS AssumeRole into the customer's role with an ExternalId, then the customer's key).
+"""AWS KMS adapters: ``operator_kms_aws`` (the key-wrapping role) and ``customer_kms_aws``
+(from the tenant's session of the key-wrapping role, STS AssumeRole into the customer's role
+with the external id the service issued to that tenant, then the customer's key).
 
 Every call carries the binding as EncryptionContext. The KeyId KMS answers with must belong
 to the configured key; the resolved key ARN is what a version records. Retries are
@@ -9,6 +10,7 @@ botocore's own (standard mode); what persists past them is ``ProviderUnavailable
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -25,6 +27,7 @@ from kms_wrapping.base import (
     WrapContext,
     WrappedKey,
 )
+from kms_wrapping.identity import TenantSessions
 
 _KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<id>.+)$"
@@ -37,17 +40,39 @@ REFUSALS = frozenset(
         "AccessDeniedException",
         "DisabledException",
         "NotFoundException",
-        "KMSInvalidStateException",
+        "KMSInvalidStateException",  # unless a custom key store says why (see _invalid_state)
         "IncorrectKeyException",
         "InvalidCiphertextException",
         "InvalidKeyUsageException",
         "KMSInvalidSignatureException",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "ExpiredTokenException",
         "RegionDisabledException",
     }
 )
+# Codes about the credentials WE sent (our session, our clock), not about the customer's key
+# or role: fixing them is on us, so they never seal a tenant.
+OUR_CREDENTIALS = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "RequestExpired",
+    }
+)
+# Words in a KMSInvalidStateException message that blame a custom key store's connection
+# (CloudHSM cluster or external key store proxy), not the key's own state. Cryptographic
+# operations on external key stores answer every connection and proxy fault with
+# KMSInvalidStateException; the key's own state (PendingDeletion, PendingImport, Disabled)
+# is the customer's decision.
+_KEY_STORE_FAULT = re.compile(
+    r"custom key store|key store proxy|external key store|xks|cloudhsm|\bhsm|cluster|unavailable|"
+    r"not connected|disconnected|timed? ?out|did not respond|network",
+    re.IGNORECASE,
+)
+_KEY_STATE = re.compile(r"pending ?deletion|pending ?import|disabled|pending ?replica ?deletion", re.IGNORECASE)
 # Codes botocore retries and that stay transient when they persist.
 TRANSIENT = frozenset(
     {
@@ -89,6 +114,10 @@ def _normalise(error: Exception, action: str) -> Exception:
         code = "" if code.isdigit() else code  # botocore's stand-in when the body had no code
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         operation = getattr(error, "operation_name", action)
+        if code in OUR_CREDENTIALS:
+            return ProviderUnavailable(f"{operation} failed: our credentials were not accepted ({code})")
+        if code == "KMSInvalidStateException" and _key_store_fault(error):
+            return ProviderUnavailable(f"{operation} failed: the key's custom key store is not reachable ({code})")
         if code in REFUSALS or (status in (401, 403) and code not in TRANSIENT):
             return KeyAccessRefused(f"{operation} refused: {code or 'AccessDenied'} (HTTP {status})")
         if code in TRANSIENT or status >= 500 or status == 429:
@@ -99,6 +128,11 @@ def _normalise(error: Exception, action: str) -> Exception:
     if isinstance(error, BotoCoreError):
         return ProviderUnavailable(f"{action}: {type(error).__name__}")
     return error
+
+
+def _key_store_fault(error: ClientError) -> bool:
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return bool(_KEY_STORE_FAULT.search(message)) and not _KEY_STATE.search(message)
 
 
 class AwsKmsWrapper(KeyWrapper):
@@ -156,20 +190,26 @@ def assumed_role_session(
     *,
     sts_client: Any,
     role_arn: str,
-    external_id: str,
+    external_id: str | Callable[[], str | None],
     session_name: str,
     duration_seconds: int = 3600,
 ) -> boto3.Session:
-    """A session whose credentials come from AssumeRole and are refreshed before they expire."""
+    """A session whose credentials come from AssumeRole and are refreshed before they expire.
+
+    ``external_id`` may be a callable, asked at every AssumeRole (so it is always the current one).
+    """
     if not external_id:
         raise ProviderConfigInvalid("external_id is required to assume a customer role")
 
     def fetch() -> dict[str, str]:
+        current = external_id() if callable(external_id) else external_id
+        if not current:
+            raise KeyAccessRefused("no external id has been issued to this tenant; see its onboarding answer")
         try:
             answer = sts_client.assume_role(
                 RoleArn=role_arn,
                 RoleSessionName=session_name,
-                ExternalId=external_id,
+                ExternalId=current,
                 DurationSeconds=duration_seconds,
             )
         except Exception as exc:
@@ -188,28 +228,38 @@ def assumed_role_session(
     return boto3.Session(botocore_session=core)
 
 
-def operator_wrapper(*, key_arn: str, config: Config) -> KeyWrapper:
-    """The operator's key, called with the function's own role."""
-    client = boto3.session.Session().client("kms", region_name=parse_key_arn(key_arn)["region"], config=config)
+def operator_wrapper(*, key_arn: str, config: Config, session: Any = None) -> KeyWrapper:
+    """The operator's key, called as the key-wrapping role (or the function's own role)."""
+    session = session or boto3.session.Session()
+    client = session.client("kms", region_name=parse_key_arn(key_arn)["region"], config=config)
     return AwsKmsWrapper(provider="operator_kms_aws", key_arn=key_arn, kms_client=client)
 
 
 def customer_wrapper(
-    tenant_config: dict[str, Any], tenant_id: str, *, config: Config, allowed_accounts: frozenset[str] = frozenset()
+    tenant_config: dict[str, Any],
+    tenant_id: str,
+    *,
+    config: Config,
+    external_id: Callable[[], str | None],
+    sessions: TenantSessions,
+    allowed_accounts: frozenset[str] = frozenset(),
 ) -> KeyWrapper:
-    """The customer's key, through their role; one per tenant so the credentials name it."""
+    """The customer's key, through their role, as this tenant's session of the key-wrapping role.
+
+    ``external_id`` answers the id the service issued to the tenant; the config's copy is not used.
+    """
     key = parse_key_arn(tenant_config["key_arn"])
     role_account = tenant_config["role_arn"].split(":")[4]
     if allowed_accounts and role_account not in allowed_accounts:
         raise ProviderConfigInvalid(f"account {role_account} is not one this deployment may assume roles in")
     if key["region"] != tenant_config["region"]:
         raise ProviderConfigInvalid("key_arn is not in the config's region")
-    # A session of its own: boto3's default session would pin whatever credentials it saw first.
-    sts = boto3.session.Session().client("sts", region_name=tenant_config["region"], config=config)
+    # The customer's trust sees this tenant's session, never a principal shared by every tenant.
+    sts = sessions.session(tenant_id).client("sts", region_name=tenant_config["region"], config=config)
     session = assumed_role_session(
         sts_client=sts,
         role_arn=tenant_config["role_arn"],
-        external_id=tenant_config.get("external_id", ""),
+        external_id=external_id,
         session_name=role_session_name(tenant_id),
     )
     kms = session.client("kms", region_name=key["region"], config=config)

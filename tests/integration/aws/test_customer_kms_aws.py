@@ -48,29 +48,33 @@ def test_configure_customer_key_binds_the_wrap_by_encryption_context(tenant_id, 
 
 def refusal_cases():
     return {
-        "wrong external id": (lambda c, a: c.config(external_id="not-the-agreed-id"), 422, "verification_failed"),
+        "an external id the service did not issue": (
+            lambda c, a, t: c.config(external_id="not-the-agreed-id"),
+            400,
+            "invalid_request",
+        ),
+        "another tenant's issued external id": (
+            lambda c, a, t: c.config(external_id=make_customer(a, f"{t}-other").external_ids[f"{t}-other"]),
+            400,
+            "invalid_request",
+        ),
         "role without kms:Decrypt": (
-            lambda c, a: make_customer(a, kms_actions=("kms:Encrypt",)).config(),
+            lambda c, a, t: make_customer(a, t, kms_actions=("kms:Encrypt",)).config(),
             422,
             "verification_failed",
         ),
         "key that does not exist": (
-            lambda c, a: c.config(key_arn=f"arn:aws:kms:us-east-1:123456789012:key/{uuid.uuid4()}"),
+            lambda c, a, t: c.config(key_arn=f"arn:aws:kms:us-east-1:123456789012:key/{uuid.uuid4()}"),
             422,
             "verification_failed",
         ),
         "key arn in another region": (
-            lambda c, a: c.config(key_arn=c.key_arn.replace("us-east-1", "eu-west-1")),
+            lambda c, a, t: c.config(key_arn=c.key_arn.replace("us-east-1", "eu-west-1")),
             400,
             "invalid_request",
         ),
-        "missing external id": (
-            lambda c, a: {k: v for k, v in c.config().items() if k != "external_id"},
-            400,
-            "invalid_request",
-        ),
-        "external id STS would refuse": (lambda c, a: c.config(external_id="a b"), 400, "invalid_request"),
-        "not a role arn": (lambda c, a: c.config(role_arn=c.key_arn), 400, "invalid_request"),
+        "external id STS would refuse": (lambda c, a, t: c.config(external_id="a b"), 400, "invalid_request"),
+        "not a role arn": (lambda c, a, t: c.config(role_arn=c.key_arn), 400, "invalid_request"),
     }
 
 
@@ -78,7 +82,7 @@ def refusal_cases():
 def test_refused_configs_change_nothing(tenant_id, aws, customer, case):
     make_config, status, code = refusal_cases()[case]
     assert configure(tenant_id, "global", {})[0] == 200
-    config = make_config(customer, aws)
+    config = make_config(customer, aws, tenant_id)
     with disable_iam_authentication():
         before = snapshot_tables(TABLES)
     answer, body = configure(tenant_id, "customer_kms_aws", config)
@@ -170,8 +174,8 @@ def test_a_kms_that_does_not_answer_in_time_is_provider_unavailable(tenant_id, c
 
 
 def test_one_decrypt_per_tenant_per_ttl_for_a_thousand_unwraps(aws, kms_proxy):
-    customers = [make_customer(aws) for _ in range(2)]
     tenants = [f"t-{uuid.uuid4().hex[:10]}" for _ in range(10)]
+    customers = [make_customer(aws, tenants[index::2]) for index in range(2)]
     for index, tenant in enumerate(tenants):
         assert configure(tenant, "customer_kms_aws", customers[index % 2].config())[0] == 200
     unwrap = Function("unwrap")
@@ -239,7 +243,7 @@ def migrate_with_data(tenant_id, customer, kms_proxy):
     assert all(read(tenant_id, name, fresh) == (v, 3) for name, v in values.items())
 
 
-def test_operator_key_uses_the_functions_own_role(tenant_id, aws, kms_proxy, monkeypatch):
+def test_operator_key_is_used_as_the_key_wrapping_role(tenant_id, aws, kms_proxy, monkeypatch):
     with disable_iam_authentication():
         key_arn = boto3.client("kms").create_key(Description="operator")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("OPERATOR_KMS_KEY_ARN", key_arn)

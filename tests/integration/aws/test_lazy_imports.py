@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from conftest import make_customer
 from support import ROOT
 from world import configure
 
@@ -23,8 +24,9 @@ print("RESULT " + json.dumps({"providers": [a.get("provider") or a for a in answ
 """
 
 
-def test_serving_global_and_aws_tenants_loads_no_gcp_or_azure_sdk(tenant_id, customer):
+def test_serving_global_and_aws_tenants_loads_no_gcp_or_azure_sdk(tenant_id, aws):
     aws_tenant = f"{tenant_id}-aws"
+    customer = make_customer(aws, aws_tenant)
     assert configure(tenant_id, "global", {})[0] == 200
     assert configure(aws_tenant, "customer_kms_aws", customer.config())[0] == 200
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
