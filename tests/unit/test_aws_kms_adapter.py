@@ -11,6 +11,7 @@ from botocore.stub import Stubber
 
 from kms_wrapping import KeyAccessRefused, ProviderConfigInvalid, ProviderUnavailable
 from kms_wrapping.aws_kms import _normalise, assumed_role_session, role_session_name
+from kms_wrapping.identity import TenantSessions, wrapping_session_name
 
 ROLE = "arn:aws:iam::111122223333:role/tenant-kms"
 
@@ -138,3 +139,134 @@ def test_the_key_kms_answers_with_must_be_the_configured_one(configured, answere
         else:
             with pytest.raises(KeyAccessRefused, match="not the configured"):
                 wrapper.wrap(b"k" * 32, WrapContext("acme", 1))
+
+
+def kms_error(code: str, status: int, message: str = "m", operation: str = "Decrypt") -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+    )
+
+
+# (error, what it is): only the customer's decisions about their key or role seal a tenant.
+CLASSIFICATION = {
+    # The key's own state: the customer's decision
+    "key pending deletion": (
+        kms_error("KMSInvalidStateException", 400, "arn:aws:kms:us-east-1:111122223333:key/k is pending deletion."),
+        KeyAccessRefused,
+    ),
+    "key pending import": (
+        kms_error("KMSInvalidStateException", 400, "arn:aws:kms:us-east-1:111122223333:key/k is pending import."),
+        KeyAccessRefused,
+    ),
+    "key state without a reason": (kms_error("KMSInvalidStateException", 400, ""), KeyAccessRefused),
+    "key disabled": (kms_error("DisabledException", 400), KeyAccessRefused),
+    "grant pulled": (kms_error("AccessDeniedException", 400), KeyAccessRefused),
+    # A custom key store that cannot be reached: its connection, not a decision about the key
+    "CloudHSM key store disconnected": (
+        kms_error("KMSInvalidStateException", 400, "The custom key store for this KMS key is not connected."),
+        ProviderUnavailable,
+    ),
+    "key Unavailable (disconnected key store)": (
+        kms_error("KMSInvalidStateException", 400, "arn:aws:kms:us-east-1:111122223333:key/k is unavailable."),
+        ProviderUnavailable,
+    ),
+    "external key store proxy timed out": (
+        kms_error(
+            "KMSInvalidStateException", 400, "The external key store proxy did not respond within the timeout period."
+        ),
+        ProviderUnavailable,
+    ),
+    "CloudHSM cluster without HSMs": (
+        kms_error("KMSInvalidStateException", 400, "The AWS CloudHSM cluster has no active HSMs."),
+        ProviderUnavailable,
+    ),
+    # Our own credentials: ours to fix
+    "our session expired": (kms_error("ExpiredTokenException", 400), ProviderUnavailable),
+    "our token unknown to KMS": (kms_error("UnrecognizedClientException", 400), ProviderUnavailable),
+    "our token unknown to STS": (kms_error("InvalidClientTokenId", 403, operation="AssumeRole"), ProviderUnavailable),
+    "our STS session expired": (kms_error("ExpiredToken", 400, operation="AssumeRole"), ProviderUnavailable),
+    "our clock is off": (kms_error("SignatureDoesNotMatch", 403, operation="AssumeRole"), ProviderUnavailable),
+    "STS throttles us": (kms_error("Throttling", 400, operation="AssumeRole"), ProviderUnavailable),
+    "STS fails": (kms_error("InternalFailure", 500, operation="AssumeRole"), ProviderUnavailable),
+    # The customer's role trust says no: a refusal
+    "customer trust refuses": (kms_error("AccessDenied", 403, operation="AssumeRole"), KeyAccessRefused),
+}
+
+
+@pytest.mark.parametrize("case", list(CLASSIFICATION))
+def test_each_error_is_the_customers_refusal_or_our_fault(case):
+    error, kind = CLASSIFICATION[case]
+    assert type(_normalise(error, "Decrypt")) is kind
+
+
+def test_the_wrapping_role_session_is_named_after_the_tenant_one_to_one():
+    assert wrapping_session_name("acme") == "acme"
+    assert wrapping_session_name("a") == "=a"
+    # '=' never occurs in a tenant id, so short and long ids never meet
+    tenants = ["a", "Z", "0", "aa", "=a"[1:] + "a", "a.b", "x" * 64]
+    names = [wrapping_session_name(t) for t in tenants]
+    assert len(set(names)) == len(set(tenants)) and all(2 <= len(n) <= 64 for n in names)
+    sessions = TenantSessions(role_arn="arn:aws:iam::111122223333:role/path/stack-key-wrapping")
+    assert sessions.principal_arn("acme") == "arn:aws:sts::111122223333:assumed-role/stack-key-wrapping/acme"
+    assert TenantSessions(role_arn="").principal_arn("acme") is None
+
+
+def wrapping_sessions(sts) -> TenantSessions:
+    return TenantSessions(role_arn="arn:aws:iam::111122223333:role/stack-key-wrapping", sts_client=sts)
+
+
+def test_each_tenant_gets_its_own_session_cached_until_close_to_expiry():
+    sts = sts_client()
+    with Stubber(sts) as stub:
+        for tenant in ("acme", "globex"):
+            stub.add_response(
+                "assume_role",
+                credentials(datetime.timedelta(hours=1)),
+                {
+                    "RoleArn": "arn:aws:iam::111122223333:role/stack-key-wrapping",
+                    "RoleSessionName": tenant,
+                    "DurationSeconds": 3600,
+                    "Tags": [{"Key": "tenant_id", "Value": tenant}],
+                },
+            )
+        sessions = wrapping_sessions(sts)
+        for _ in range(3):
+            sessions.credentials("acme")
+            sessions.credentials("globex")
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("AccessDenied", 403), ("Throttling", 400), ("ExpiredToken", 400), ("InvalidClientTokenId", 403)],
+)
+def test_any_failure_to_become_the_tenants_session_is_our_fault(code, status):
+    sts = sts_client()
+    with Stubber(sts) as stub:
+        stub.add_client_error("assume_role", code, "m", status)
+        with pytest.raises(ProviderUnavailable, match=f"key-wrapping role failed: {code}"):
+            wrapping_sessions(sts).credentials("acme")
+
+
+def test_the_external_id_is_asked_at_every_assume_role_and_its_absence_is_a_refusal():
+    sts = sts_client()
+    issued: list[str | None] = [None]
+    with Stubber(sts) as stub:
+        session = assumed_role_session(
+            sts_client=sts, role_arn=ROLE, external_id=lambda: issued[0], session_name="tenant-kms-acme"
+        )
+        with pytest.raises(KeyAccessRefused, match="onboarding"):
+            session.get_credentials().get_frozen_credentials()
+        issued[0] = "tkms-issued"
+        stub.add_response(
+            "assume_role",
+            credentials(datetime.timedelta(hours=1)),
+            {
+                "RoleArn": ROLE,
+                "RoleSessionName": "tenant-kms-acme",
+                "ExternalId": "tkms-issued",
+                "DurationSeconds": 3600,
+            },
+        )
+        session.get_credentials().get_frozen_credentials()
+        stub.assert_no_pending_responses()
