@@ -97,10 +97,18 @@ class AwsAccounts:
     customer_key_arn: str
     customer_role: str
     customer_policy: dict
+    function_user_arn: str
 
     @property
     def endpoint_port(self) -> int:
         return int(self.endpoint.rsplit(":", 1)[1])
+
+    def trust(self, external_id: str) -> None:
+        """The customer's trust, once the tenant's onboarding answer named its issued external id."""
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1")
+        iam.update_assume_role_policy(
+            RoleName=self.customer_role, PolicyDocument=json.dumps(trust(self.function_user_arn, external_id))
+        )
 
     def pull_grant(self) -> None:
         iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1")
@@ -132,18 +140,8 @@ def aws_accounts(moto_server) -> AwsAccounts:
     )
     keys = iam.create_access_key(UserName="tenant-kms-sam-local")["AccessKey"]
     role = sample["role_arn"].rsplit("/", 1)[1]
-    trust = {  # moto matches user principals, not the account root; the condition is the real check
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": user["Arn"]},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": sample["external_id"]}},
-            }
-        ],
-    }
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    # Until the tenant's onboarding answer names the issued external id, the role trusts none.
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust(user["Arn"], "not-issued-yet")))
     policy = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"}],
@@ -156,7 +154,24 @@ def aws_accounts(moto_server) -> AwsAccounts:
         customer_key_arn=customer_key,
         customer_role=role,
         customer_policy=policy,
+        function_user_arn=user["Arn"],
     )
+
+
+def trust(principal: str, external_id: str) -> dict:
+    # moto matches user principals, not the account root; the condition is the real check. Local
+    # runs have no key-wrapping role: the function's own identity is the principal.
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": principal},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -259,9 +274,13 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
 
 
 def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack, aws_accounts):
-    """customer_kms_aws (STS AssumeRole with the external id, then KMS in the customer's account)
-    and operator_kms_aws (the function's own identity), from the built artifact in containers."""
+    """customer_kms_aws (STS AssumeRole with the tenant's issued external id, then KMS in the
+    customer's account) and operator_kms_aws (the function's own identity), from the built
+    artifact in containers."""
     stack.clear()
+    status, onboarding = http(invoke(stack, "ConfigureFunction", "configure_onboarding_get"))
+    assert status == 200 and onboarding["tenant_id"] == "globex", onboarding
+    aws_accounts.trust(onboarding["aws"]["external_id"])
     with enable_iam_authentication():
         status, view = http(invoke(stack, "ConfigureFunction", "configure_put_customer_aws"))
         assert status == 200, view

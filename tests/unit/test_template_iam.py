@@ -105,6 +105,7 @@ def test_each_function_gets_only_the_tables_it_uses(resources):
         return found
 
     assert tables_of("VerifyFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
+    assert writes_of(resources, "VerifyFunctionRole", "KeyVersionTable") == set()
     assert tables_of("UnwrapFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("ConfigureFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("TenantDataFunctionRole") == {"TenantConfigTable", "KeyVersionTable", "TenantDataTable"}

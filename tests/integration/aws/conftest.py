@@ -93,6 +93,7 @@ def aws(moto_server, kms_proxy, monkeypatch):
                     "Statement": [
                         {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::{ACCOUNT}:role/*"},
                         {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+                        {"Effect": "Allow", "Action": ["kms:Sign", "kms:GetPublicKey"], "Resource": "*"},
                     ],
                 }
             ),

@@ -82,7 +82,8 @@ def test_the_adapter_uses_the_issued_id_whatever_a_stored_config_says(tenant_id,
     with disable_iam_authentication():
         dynamodb = boto3.client("dynamodb")
         key = {"tenant_id": {"S": tenant_id}, "version": {"N": "1"}}
-        stored = json.loads(dynamodb.get_item(TableName=TABLES["KeyVersionTable"], Key=key)["Item"]["provider_config"]["S"])
+        item = dynamodb.get_item(TableName=TABLES["KeyVersionTable"], Key=key)["Item"]
+        stored = json.loads(item["provider_config"]["S"])
         dynamodb.update_item(
             TableName=TABLES["KeyVersionTable"],
             Key=key,
