@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,7 +31,7 @@ from dynamodb_local import DynamoDBLocal, free_port
 from local_tables import create_tables
 from moto.core.authorization import enable_iam_authentication
 from sam_local import SAM, SamLocal, stop, wait_listening, write_env_vars, write_local_template
-from support import EVENTS, assert_no_key_material, run_readme_block, snapshot_tables
+from support import EVENTS, assert_no_key_material, http_sample, run_readme_block, snapshot_tables
 
 pytestmark = pytest.mark.sam
 
@@ -199,9 +200,11 @@ def stack(invoke_image, container_dynamodb, aws_accounts, tmp_path_factory) -> S
     )
 
 
-def invoke(stack: Stack, function: str, event_name: str) -> dict[str, Any]:
-    """`sam local invoke` of one function (built template) with one sample event; its answer."""
-    result = stack.deployed.invoke(function, EVENTS / f"{event_name}.json")
+def invoke(stack: Stack, function: str, event_name: str | Path) -> dict[str, Any]:
+    """`sam local invoke` of one function (built template) with one sample event (or an event
+    file); its answer."""
+    event = event_name if isinstance(event_name, Path) else EVENTS / f"{event_name}.json"
+    result = stack.deployed.invoke(function, event)
     stack.logs.append(result.stderr)  # the answer is on stdout, the logs on stderr
     logs = result.stderr[-4000:]
     assert result.returncode == 0, logs
@@ -278,7 +281,10 @@ def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack
     customer's account) and operator_kms_aws (the function's own identity), from the built
     artifact in containers."""
     stack.clear()
-    status, onboarding = http(invoke(stack, "ConfigureFunction", "configure_onboarding_get"))
+    # globex's admin asks what its customer must trust (the sample asks for acme)
+    event = stack.deployed.build_dir.parent / "onboarding-globex.json"
+    event.write_text(json.dumps(http_sample("configure_onboarding_get", "globex")))
+    status, onboarding = http(invoke(stack, "ConfigureFunction", event))
     assert status == 200 and onboarding["tenant_id"] == "globex", onboarding
     aws_accounts.trust(onboarding["aws"]["external_id"])
     with enable_iam_authentication():
