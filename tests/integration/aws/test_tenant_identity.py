@@ -113,3 +113,39 @@ def test_erasure_destroys_the_issued_external_id(tenant_id, aws):
         remaining = snapshot_tables(TABLES)[TABLES["KeyVersionTable"]]
     assert not [row for row in remaining if row["tenant_id"]["S"].startswith(f"{tenant_id}#")]
     assert onboarding(tenant_id)["aws"]["external_id"] != issued
+
+
+def test_losing_our_own_credentials_is_unavailable_and_never_seals(tenant_id, aws, kms_proxy):
+    # Given a customer tenant in use
+    customer = make_customer(aws, tenant_id)
+    assert configure(tenant_id, "customer_kms_aws", customer.config())[0] == 200
+    assert "key_b64" in Function("unwrap")(invoke_sample("unwrap", tenant_id))
+
+    # When the function's own access key stops working (a fresh instance must become the
+    # tenant's session of the key-wrapping role first): STS answers InvalidClientTokenId
+    with disable_iam_authentication():
+        iam = boto3.client("iam")
+        user = aws.user_arn.rsplit("/", 1)[1]
+        for key in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+    kms_proxy.reset()
+    answer = Function("unwrap")(invoke_sample("unwrap", tenant_id))
+
+    # Then: 503, the tenant stays active, and no key operation was attempted
+    assert answer["error"]["code"] == "provider_unavailable", answer
+    assert "key-wrapping role" in answer["error"]["message"]
+    assert view(tenant_id)["status"] == "active"
+    assert sum(kms_proxy.calls.values()) == 0
+
+
+def test_the_customer_trust_refusing_the_tenant_seals_it(tenant_id, aws):
+    customer = make_customer(aws, tenant_id)
+    assert configure(tenant_id, "customer_kms_aws", customer.config())[0] == 200
+    # The customer's trust now names another tenant only: our next AssumeRole is refused
+    other = make_customer(aws, f"{tenant_id}-b")
+    with disable_iam_authentication():
+        trust = boto3.client("iam").get_role(RoleName=other.role_name)["Role"]["AssumeRolePolicyDocument"]
+        boto3.client("iam").update_assume_role_policy(RoleName=customer.role_name, PolicyDocument=json.dumps(trust))
+    answer = Function("unwrap")(invoke_sample("unwrap", tenant_id))  # a fresh instance: no session cached
+    assert answer["error"]["code"] == "sealed", answer
+    assert "AssumeRole refused: AccessDenied" in view(tenant_id)["sealed_reason"]
