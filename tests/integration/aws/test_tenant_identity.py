@@ -149,3 +149,15 @@ def test_the_customer_trust_refusing_the_tenant_seals_it(tenant_id, aws):
     answer = Function("unwrap")(invoke_sample("unwrap", tenant_id))  # a fresh instance: no session cached
     assert answer["error"]["code"] == "sealed", answer
     assert "AssumeRole refused: AccessDenied" in view(tenant_id)["sealed_reason"]
+
+
+def test_racing_first_requests_agree_on_one_external_id(tenant_id, aws):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tenant_kms.identity import issue_external_id
+
+    Function("configure")  # binds the models to this run's tables
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        issued = set(pool.map(lambda _: issue_external_id(tenant_id, "2026-01-01T00:00:00.000Z"), range(16)))
+    assert len(issued) == 1
+    assert onboarding(tenant_id)["aws"]["external_id"] in issued
