@@ -144,7 +144,8 @@ def test_the_scheduled_repoll_unseals_only_tenants_whose_active_version_unwraps(
     assert results[fixed]["status"] == "active" and view(fixed)["status"] == "active"
     assert results[still_refused]["status"] == "sealed" and view(still_refused)["status"] == "sealed"
     assert "version 2" in results[still_refused]["reason"]
-    assert untouched not in results and summary["failed"] == []
+    # (other tests' sealed tenants share the tables: only this test's tenants are judged)
+    assert untouched not in results and [f for f in summary["failed"] if f["tenant_id"].startswith(tenant_id)] == []
     assert '"action":"unseal","actor":"schedule"' in logs.getvalue()
     assert '"TenantsUnsealed":[1.0]' in capsys.readouterr().out  # the EMF metrics line
     assert read_record(Function("tenant_data"), fixed, "a") == (b"a", 1)
