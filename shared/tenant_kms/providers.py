@@ -118,6 +118,15 @@ def _azure_assertion_source(identities: Identities, tenant_id: str | None) -> Ca
     return identities.azure_assertion(tenant_id)
 
 
+def _gcp_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "aws_region": settings.region,
+        "endpoint": settings.gcp_kms_endpoint,
+        "max_attempts": settings.kms_max_attempts,
+        "timeout_seconds": settings.kms_read_timeout_seconds,
+    }
+
+
 def build_registry(settings: Settings, identities: Identities | None = None) -> ProviderRegistry:
     registry = ProviderRegistry()
     identities = identities or Identities(settings)
@@ -152,16 +161,23 @@ def build_registry(settings: Settings, identities: Identities | None = None) -> 
     def customer_kms_gcp(config: dict, tenant_id: str) -> KeyWrapper:
         from kms_wrapping import gcp_kms
 
-        return gcp_kms.customer_wrapper(config, tenant_id, aws_region=settings.region)
+        return gcp_kms.customer_wrapper(
+            config,
+            tenant_id,
+            aws_credentials=identities.aws_credentials(tenant_id),
+            token_max_age=session_ttl(settings, "customer_kms_gcp"),
+            **_gcp_options(settings),
+        )
 
-    def operator_kms_gcp(_config: dict, _tenant_id: str) -> KeyWrapper:
+    def operator_kms_gcp(_config: dict, tenant_id: str) -> KeyWrapper:
         from kms_wrapping import gcp_kms
 
         return gcp_kms.operator_wrapper(
             key_name=settings.operator_gcp_key_name,
             workload_identity_provider=settings.operator_gcp_workload_identity_provider,
             service_account_email=settings.operator_gcp_service_account or None,
-            aws_region=settings.region,
+            aws_credentials=identities.aws_credentials(tenant_id),
+            **_gcp_options(settings),
         )
 
     def customer_kms_azure(config: dict, tenant_id: str) -> KeyWrapper:
@@ -191,8 +207,9 @@ def build_registry(settings: Settings, identities: Identities | None = None) -> 
         registry.register("operator_kms_aws", operator_kms_aws, per_tenant=True)
     registry.register("customer_kms_aws", customer_kms_aws, per_tenant=True)
     if settings.operator_gcp_key_name:
-        registry.register("operator_kms_gcp", operator_kms_gcp)
-    registry.register("customer_kms_gcp", customer_kms_gcp)
+        registry.register("operator_kms_gcp", operator_kms_gcp, per_tenant=True)
+    # Per tenant: each tenant federates as its own AWS identity and holds its own Google token.
+    registry.register("customer_kms_gcp", customer_kms_gcp, per_tenant=True)
     if settings.operator_azure_key_id:
         registry.register("operator_kms_azure", operator_kms_azure)
     # Per tenant: each tenant presents its own assertion and holds its own Entra token.

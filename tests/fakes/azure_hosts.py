@@ -26,12 +26,12 @@ ENTRA_HOST = "login.microsoftonline.com"
 _NEVER = ("*.azure.net", "*.microsoftonline.com", "*.windows.net", "*.azure.com", "*.microsoft.com")
 
 
-def certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate (its own CA) for every Azure host the fakes serve."""
+def certificate(directory: Path, extra_hosts: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for every Azure host the fakes serve, and ``extra_hosts``."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tenant-kms test Azure")])
     now = datetime.datetime.now(datetime.UTC)
-    names = [x509.DNSName(host) for host in (*VAULT_HOSTS, ENTRA_HOST, "localhost")]
+    names = [x509.DNSName(host) for host in (*VAULT_HOSTS, ENTRA_HOST, *extra_hosts, "localhost")]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -1,12 +1,16 @@
 """A wire-level fake of Cloud KMS's Encrypt/Decrypt: a real gRPC server on loopback that the
-real ``google-cloud-kms`` client talks to. It checks the CRC32C fields and the AAD the way
-Cloud KMS does, keeps key versions with states, and can refuse, fail or corrupt on demand."""
+real ``google-cloud-kms`` client talks to through a channel with call credentials, as in
+production. Every call must carry a bearer token issued by the Google token fake
+(``FakeGoogleIam``) for a principal bound on the key; it checks the CRC32C fields and the AAD
+the way Cloud KMS does, keeps key versions with states, and can refuse, fail or corrupt on
+demand."""
 
 from __future__ import annotations
 
 import secrets
 import struct
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -15,17 +19,24 @@ import grpc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.cloud import kms_v1
-from google.cloud.kms_v1.services.key_management_service.transports import KeyManagementServiceGrpcTransport
 
 SERVICE = "google.cloud.kms.v1.KeyManagementService"
+# What Cloud KMS answers for a ciphertext or AAD that is not this key's.
+DECRYPTION_FAILED = "Decryption failed: verify that 'name' refers to the correct CryptoKey."
+_STATUS = {
+    "unavailable": (grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable."),
+    "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded."),
+    "exhausted": (grpc.StatusCode.RESOURCE_EXHAUSTED, "Quota exceeded for quota metric 'Cryptographic requests'."),
+    "internal": (grpc.StatusCode.INTERNAL, "Internal error encountered."),
+}
 
 
 @dataclass
 class CryptoKey:
     versions: dict[int, bytes] = field(default_factory=dict)
     states: dict[int, str] = field(default_factory=dict)
+    users: set[str] = field(default_factory=set)  # members with roles/cloudkms.cryptoKeyEncrypterDecrypter
     primary: int = 1
-    denied: bool = False
 
     def add_version(self) -> int:
         number = len(self.versions) + 1
@@ -36,9 +47,11 @@ class CryptoKey:
 
 
 class FakeCloudKms:
-    def __init__(self) -> None:
+    def __init__(self, principal_of: Callable[[str], str | None]) -> None:
+        """``principal_of``: the principal an access token was issued for (None: not a token we know)."""
         self.keys: dict[str, CryptoKey] = {}
         self.requests: list[tuple[str, object]] = []
+        self._principal_of = principal_of
         self._faults: list[str] = []
         self._persistent: str | None = None
         self._lock = threading.Lock()
@@ -56,13 +69,15 @@ class FakeCloudKms:
             ),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        credentials = grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
+        self.endpoint = f"127.0.0.1:{self.port}"
         self._server.start()
 
     # ----------------------------------------------------------------- control
 
-    def create_key(self, name: str) -> str:
-        self.keys[name] = CryptoKey()
+    def create_key(self, name: str, *users: str) -> str:
+        self.keys[name] = CryptoKey(users=set(users))
         self.keys[name].add_version()
         return name
 
@@ -77,10 +92,6 @@ class FakeCloudKms:
         with self._lock:
             self._persistent = kind
 
-    def client(self) -> kms_v1.KeyManagementServiceClient:
-        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        return kms_v1.KeyManagementServiceClient(transport=KeyManagementServiceGrpcTransport(channel=channel))
-
     def stop(self) -> None:
         self._server.stop(0)
 
@@ -93,33 +104,60 @@ class FakeCloudKms:
         with self._lock:
             return self._faults.pop(0) if self._faults else self._persistent
 
-    def _key(self, name: str, context: grpc.ServicerContext) -> CryptoKey:
-        key = self.keys.get(name)
-        if key is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"{name} not found")
-        if key.denied:
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        authorization = dict(context.invocation_metadata()).get("authorization", "")
+        principal = self._principal_of(authorization[7:]) if authorization.startswith("Bearer ") else None
+        if principal is None:
             context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied on {name}",
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                "or other valid authentication credential.",
             )
-        return key
+        return principal
+
+    def _key(self, name: str, permission: str, context: grpc.ServicerContext) -> CryptoKey:
+        caller = self._caller(context)
+        key = self.keys.get(name)
+        if key is not None and caller in key.users:
+            return key
+        if key is None:  # as a caller with rights on the key ring sees it
+            context.abort(grpc.StatusCode.NOT_FOUND, f"CryptoKey {name} not found.")
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"Permission '{permission}' denied on resource '{name}' (or it may not exist).",
+        )
 
     @staticmethod
-    def _check_crc(data: bytes, crc, what: str, context: grpc.ServicerContext) -> None:
+    def _check_crc(data: bytes, crc, field_name: str, context: grpc.ServicerContext) -> None:
         if crc is None or crc != google_crc32c.value(data):  # proto-plus unwraps Int64Value
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what} checksum mismatch")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"The checksum in field {field_name}_crc32c did not match the data in field {field_name}.",
+            )
+
+    def _injected(self, fault: str | None, context: grpc.ServicerContext) -> None:
+        if fault in _STATUS:
+            context.abort(*_STATUS[fault])
 
     def _encrypt(self, request: kms_v1.EncryptRequest, context: grpc.ServicerContext) -> kms_v1.EncryptResponse:
         self.requests.append(("Encrypt", request))
         fault = self._fault()
-        if fault == "unavailable":
-            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
-        key = self._key(request.name, context)
+        self._injected(fault, context)
+        key = self._key(request.name, "cloudkms.cryptoKeyVersions.useToEncrypt", context)
+        primary = f"{request.name}/cryptoKeyVersions/{key.primary}"
         if key.states[key.primary] != "ENABLED":
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"primary version is {key.states[key.primary]}")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{primary} is not enabled, current state is: {key.states[key.primary]}.",
+            )
+        if fault == "request_crc":
+            request.plaintext_crc32c = (request.plaintext_crc32c or 0) ^ 1  # damaged on the way in
         self._check_crc(request.plaintext, request.plaintext_crc32c, "plaintext", context)
         self._check_crc(
-            request.additional_authenticated_data, request.additional_authenticated_data_crc32c, "AAD", context
+            request.additional_authenticated_data,
+            request.additional_authenticated_data_crc32c,
+            "additional_authenticated_data",
+            context,
         )
         nonce = secrets.token_bytes(12)
         sealed = AESGCM(key.versions[key.primary]).encrypt(
@@ -132,7 +170,7 @@ class FakeCloudKms:
         if fault == "flip_ciphertext":
             ciphertext = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
         return kms_v1.EncryptResponse(
-            name=f"{request.name}/cryptoKeyVersions/{key.primary}",
+            name=primary,
             ciphertext=ciphertext,
             ciphertext_crc32c=crc,
             verified_plaintext_crc32c=fault != "unverified",
@@ -142,28 +180,31 @@ class FakeCloudKms:
     def _decrypt(self, request: kms_v1.DecryptRequest, context: grpc.ServicerContext) -> kms_v1.DecryptResponse:
         self.requests.append(("Decrypt", request))
         fault = self._fault()
-        if fault == "unavailable":
-            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
-        key = self._key(request.name, context)
+        self._injected(fault, context)
+        key = self._key(request.name, "cloudkms.cryptoKeyVersions.useToDecrypt", context)
+        if fault == "request_crc":
+            request.ciphertext_crc32c = (request.ciphertext_crc32c or 0) ^ 1
         self._check_crc(request.ciphertext, request.ciphertext_crc32c, "ciphertext", context)
         self._check_crc(
-            request.additional_authenticated_data, request.additional_authenticated_data_crc32c, "AAD", context
+            request.additional_authenticated_data,
+            request.additional_authenticated_data_crc32c,
+            "additional_authenticated_data",
+            context,
         )
-        (version,) = struct.unpack(">I", request.ciphertext[:4])
+        (version,) = struct.unpack(">I", request.ciphertext[:4]) if len(request.ciphertext) >= 4 else (0,)
         if version not in key.versions:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Decryption failed")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, DECRYPTION_FAILED)
         if key.states[version] != "ENABLED":
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cryptoKeyVersions/{version} is {key.states[version]}")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{request.name}/cryptoKeyVersions/{version} is not enabled, current state is: {key.states[version]}.",
+            )
         try:
             plaintext = AESGCM(key.versions[version]).decrypt(
                 request.ciphertext[4:16], request.ciphertext[16:], request.additional_authenticated_data
             )
         except InvalidTag:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "Decryption failed: verify that 'name' refers to the "
-                "correct CryptoKey and that the additional authenticated data matches",
-            )
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, DECRYPTION_FAILED)
         crc = google_crc32c.value(plaintext)
         if fault == "plaintext_crc":
             crc ^= 1

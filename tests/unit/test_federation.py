@@ -4,21 +4,27 @@ identity, never a key file, client secret or certificate."""
 from __future__ import annotations
 
 import ast
+import json
+import urllib.parse
 from pathlib import Path
 
 import boto3
 import pytest
+from botocore.credentials import ReadOnlyCredentials
 from botocore.stub import Stubber
+from google.auth.exceptions import OAuthError, RefreshError, TransportError
 
+from kms_wrapping import ProviderUnavailable
 from kms_wrapping.azure_kv import (
     ENTRA_AUDIENCE,
     TokenUnavailable,
     federated_credential,
     web_identity_token_source,
 )
-from kms_wrapping.gcp_kms import AWS_SUBJECT_TOKEN_TYPE, federated_credentials
+from kms_wrapping.gcp_kms import AWS_SUBJECT_TOKEN_TYPE, _token_refusal, federated_credentials
 
 WIF = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/saas/providers/aws-lambda"
+SESSION = ReadOnlyCredentials("ASIAEXAMPLETENANT01", "example-secret", "example-session-token")
 PROVIDERS = Path(__file__).resolve().parents[2] / "layers/providers/kms_wrapping"
 
 
@@ -27,16 +33,32 @@ def test_gcp_uses_an_aws_type_external_account_for_the_tenants_provider():
         workload_identity_provider=WIF,
         service_account_email="tenant-kms@acme-prod.iam.gserviceaccount.com",
         aws_region="eu-west-1",
+        aws_credentials=lambda: SESSION,
     )
     info = credentials.info
     assert info["type"] == "external_account" and info["audience"] == WIF
     assert info["subject_token_type"] == AWS_SUBJECT_TOKEN_TYPE
-    assert info["credential_source"]["environment_id"] == "aws1"
-    assert "sts.eu-west-1.amazonaws.com" in info["credential_source"]["regional_cred_verification_url"]
-    assert info["service_account_impersonation_url"].endswith(
+    assert info["token_url"] == "https://sts.googleapis.com/v1/token"
+    assert info["service_account_impersonation_url"] == (
+        "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
         "tenant-kms@acme-prod.iam.gserviceaccount.com:generateAccessToken"
     )
     assert "private_key" not in str(info)
+
+
+def test_gcp_subject_token_is_signed_by_the_tenants_session():
+    credentials = federated_credentials(
+        workload_identity_provider=WIF,
+        service_account_email=None,
+        aws_region="eu-west-1",
+        aws_credentials=lambda: SESSION,
+    )
+    signed = json.loads(urllib.parse.unquote(credentials.retrieve_subject_token(request=None)))
+    headers = {h["key"]: h["value"] for h in signed["headers"]}
+    assert signed["url"] == "https://sts.eu-west-1.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+    assert f"Credential={SESSION.access_key}/" in headers["Authorization"]
+    assert headers["x-amz-security-token"] == SESSION.token
+    assert headers["x-goog-cloud-target-resource"] == WIF
 
 
 def test_gcp_without_impersonation_uses_the_federated_token_directly():
@@ -44,6 +66,57 @@ def test_gcp_without_impersonation_uses_the_federated_token_directly():
         workload_identity_provider=WIF, service_account_email=None, aws_region="us-east-1"
     ).info
     assert "service_account_impersonation_url" not in info
+
+
+def test_gcp_failing_aws_credentials_are_our_fault_not_a_refusal():
+    def broken():
+        raise RuntimeError("no session")
+
+    credentials = federated_credentials(
+        workload_identity_provider=WIF, service_account_email=None, aws_region="us-east-1", aws_credentials=broken
+    )
+    with pytest.raises(ProviderUnavailable):
+        credentials.retrieve_subject_token(request=None)
+
+
+STS = "https://sts.googleapis.com/v1/token"
+IAM = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken"
+
+
+def _oauth(error: str, description: str = "") -> OAuthError:
+    body = json.dumps({"error": error, "error_description": description})
+    return OAuthError(f"Error code {error}", body)
+
+
+def _google(status: int, state: str) -> RefreshError:
+    return RefreshError("Unable to acquire impersonated credentials", json.dumps({"error": {"status": state}}))
+
+
+@pytest.mark.parametrize(
+    ("last", "error", "refused"),
+    [
+        ((STS, 400), _oauth("invalid_target", "the pool or provider is disabled or deleted"), True),
+        (
+            (STS, 400),
+            _oauth("unauthorized_client", "The given credential is rejected by the attribute condition."),
+            True,
+        ),
+        ((STS, 400), _oauth("invalid_grant", "The AWS account of the caller does not match the provider."), True),
+        # AWS refused our own signed request (expired session): ours to fix.
+        ((STS, 400), _oauth("invalid_grant", "Received invalid AWS response of type ExpiredToken"), False),
+        ((STS, 400), _oauth("invalid_request", "Invalid subject_token_type."), False),
+        ((STS, 429), _oauth("rate_limited"), False),
+        ((STS, 503), OAuthError("<html>Service Unavailable</html>", "<html>Service Unavailable</html>"), False),
+        ((IAM, 403), _google(403, "PERMISSION_DENIED"), True),
+        ((IAM, 404), _google(404, "NOT_FOUND"), True),
+        ((IAM, 401), _google(401, "UNAUTHENTICATED"), False),
+        ((IAM, 429), _google(429, "RESOURCE_EXHAUSTED"), False),
+        ((IAM, 500), _google(500, "INTERNAL"), False),
+        (None, TransportError("timed out"), False),
+    ],
+)
+def test_gcp_token_failures_refuse_only_on_the_customers_answer(last, error, refused):
+    assert bool(_token_refusal(last, error)) is refused
 
 
 def test_azure_assertion_is_an_sts_web_identity_token_for_entra():

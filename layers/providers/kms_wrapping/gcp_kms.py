@@ -6,20 +6,29 @@ retried a bounded number of times and then fails; a key that did not verify is n
 returned. The key version that encrypted (the response ``name``) is what a TMK version
 records.
 
-Credentials come from Workload Identity Federation with the function's AWS identity (the
-AWS-type ``external_account`` credential: its subject token is a signed
-``sts:GetCallerIdentity`` request made from the function's own credentials, so no key file
-and no extra AWS call exist), optionally impersonating a service account.
+Credentials come from Workload Identity Federation with an AWS identity (the AWS-type
+``external_account`` credential: its subject token is a signed ``sts:GetCallerIdentity``
+request, so no key file exists), optionally impersonating a service account. For a tenant
+that identity is the tenant's own session, so the customer's attribute condition can admit
+this tenant and no other.
+
+The token exchange runs here, before the call, not inside gRPC's metadata plugin: there a
+refused exchange becomes UNAVAILABLE "Getting metadata from plugin failed" and the
+customer's revocation would look like an outage forever.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import google_crc32c
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
 
 from kms_wrapping.base import (
     KeyAccessRefused,
@@ -28,22 +37,19 @@ from kms_wrapping.base import (
     ProviderUnavailable,
     WrapContext,
     WrappedKey,
+    WrapperError,
 )
 
 KEY_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 GOOGLE_STS_TOKEN_URL = "https://sts.googleapis.com/v1/token"  # noqa: S105 - an endpoint, not a secret
 IMPERSONATION_URL = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{}:generateAccessToken"
+CLOUD_KMS_ENDPOINT = "cloudkms.googleapis.com"
 AWS_SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"  # noqa: S105 - a type name
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
-# Refusals seal; the transient ones are retried, then answer provider_unavailable.
-REFUSALS = (
-    gexc.PermissionDenied,
-    gexc.FailedPrecondition,
-    gexc.NotFound,
-    gexc.Unauthenticated,
-    gexc.InvalidArgument,
-)
+# Refusals seal. INVALID_ARGUMENT is one too (the ciphertext or AAD is not for this key),
+# except when Cloud KMS says a request checksum did not verify: damage in transit.
+REFUSALS = (gexc.PermissionDenied, gexc.FailedPrecondition, gexc.NotFound, gexc.InvalidArgument)
 TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -52,7 +58,12 @@ TRANSIENT = (
     gexc.InternalServerError,
     gexc.BadGateway,
     gexc.GatewayTimeout,
+    gexc.Aborted,
+    gexc.Unknown,
 )
+# Google STS answers that mean the customer's pool, provider or condition turned us away.
+# invalid_grant also covers AWS refusing our own signed request: that one is ours.
+STS_REFUSALS = frozenset({"invalid_grant", "unauthorized_client", "invalid_target", "access_denied"})
 
 
 class IntegrityMismatch(Exception):
@@ -63,14 +74,114 @@ def crc32c(data: bytes) -> int:
     return google_crc32c.value(data)
 
 
-def default_retry(deadline_seconds: float) -> gretry.Retry:
-    return gretry.Retry(
-        predicate=gretry.if_exception_type(*TRANSIENT),
-        initial=0.1,
-        maximum=2.0,
-        multiplier=2.0,
-        timeout=deadline_seconds,
-    )
+def backoff(attempt: int) -> float:
+    return min(2.0, 0.05 * 2 ** (attempt - 1))
+
+
+def _is_checksum_complaint(exc: gexc.GoogleAPICallError) -> bool:
+    message = (exc.message or "").lower()
+    return "crc32c" in message or "checksum" in message
+
+
+class _TokenRequest:
+    """google-auth's HTTP transport with our timeout, remembering the status of the last answer."""
+
+    def __init__(self, timeout: float) -> None:
+        from google.auth.transport.requests import Request
+
+        self._request = Request()
+        self._timeout = timeout
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, url: str, method: str = "GET", body=None, headers=None, timeout=None, **kwargs) -> Any:
+        self.last = None
+        response = self._request(url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs)
+        self.last = (url, response.status)
+        return response
+
+
+def _token_refusal(last: tuple[str, int] | None, exc: Exception) -> str | None:
+    """Why the customer refused the exchange, or None when it is a fault (ours or transient)."""
+    if last is None:
+        return None
+    url, status = last
+    if status == 429 or status >= 500:
+        return None
+    body = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else ""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {}
+    if not isinstance(answer, dict):
+        answer = {}
+    if url.startswith(GOOGLE_STS_TOKEN_URL):
+        error, description = str(answer.get("error", "")), str(answer.get("error_description", ""))
+        if status in (400, 401, 403, 404) and error in STS_REFUSALS and "AWS response" not in description:
+            return f"token exchange refused: {error}: {description}"[:300]
+        return None
+    if url.endswith(":generateAccessToken") and status in (403, 404):
+        detail = answer.get("error", {}) if isinstance(answer.get("error"), dict) else {}
+        return f"impersonation refused: {status} {detail.get('status', '')}: {detail.get('message', '')}"[:300]
+    return None
+
+
+class FederatedToken:
+    """A Google access token for one AWS identity, exchanged in our code with bounded retries."""
+
+    def __init__(
+        self,
+        credentials: Any,
+        *,
+        max_attempts: int = 4,
+        timeout_seconds: float = 5.0,
+        max_age_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.credentials = credentials
+        self._max_attempts = max(1, max_attempts)
+        self._timeout = timeout_seconds
+        self._max_age = max_age_seconds
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        """A usable token, or KeyAccessRefused (the customer said no) / ProviderUnavailable."""
+        with self._lock:
+            if self.credentials.valid:
+                return
+            fault = "no answer"
+            for attempt in range(1, self._max_attempts + 1):
+                request = _TokenRequest(self._timeout)
+                try:
+                    self.credentials.refresh(request)
+                    self._cap_lifetime()
+                    return
+                except WrapperError:
+                    raise
+                except Exception as exc:
+                    refusal = _token_refusal(request.last, exc)
+                    if refusal:
+                        raise KeyAccessRefused(refusal) from None
+                    status = f"HTTP {request.last[1]}" if request.last else type(exc).__name__
+                    fault = f"{type(exc).__name__} ({status}): {str(exc)[:200]}"
+                if attempt < self._max_attempts:
+                    self._sleep(backoff(attempt))
+            raise ProviderUnavailable(f"Google token exchange failed after {self._max_attempts} attempts: {fault}")
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self.credentials.token = None
+
+    def _cap_lifetime(self) -> None:
+        # A revoked pool or condition only shows at the next exchange: exchange at least once per TTL.
+        if self._max_age is None or self.credentials.expiry is None:
+            return
+        import datetime
+
+        from google.auth import _helpers
+
+        latest = _helpers.utcnow() + datetime.timedelta(seconds=self._max_age)
+        self.credentials.expiry = min(self.credentials.expiry, latest)
 
 
 class GcpKmsWrapper(KeyWrapper):
@@ -80,36 +191,52 @@ class GcpKmsWrapper(KeyWrapper):
         provider: str,
         key_name: str,
         kms_client: Any,
-        integrity_attempts: int = 3,
-        retry: gretry.Retry | None = None,
+        token: FederatedToken | None = None,
+        max_attempts: int = 4,
         timeout_seconds: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not KEY_NAME.match(key_name):
             raise ProviderConfigInvalid("key_name must be projects/…/locations/…/keyRings/…/cryptoKeys/…")
         self.provider = provider
         self._key_name = key_name
         self._kms = kms_client
-        self._integrity_attempts = integrity_attempts
-        self._retry = retry or default_retry(deadline_seconds=timeout_seconds)
+        self._token = token
+        self._max_attempts = max(1, max_attempts)
         self._timeout = timeout_seconds
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"GcpKmsWrapper(provider={self.provider!r}, key_name={self._key_name!r})"
 
-    def _call(self, action: str, attempt) -> Any:
-        """One logical call: SDK retries for transient errors, our retries for integrity."""
-        for _ in range(self._integrity_attempts):
+    def _call(self, action: str, attempt: Callable[[], Any]) -> Any:
+        """One logical call: every attempt (transient fault or damaged checksum) counts against the maximum."""
+        fault = ""
+        for number in range(1, self._max_attempts + 1):
             try:
+                if self._token is not None:
+                    self._token.ensure()
                 return attempt()
             except IntegrityMismatch:
-                continue
+                fault = "checksums did not verify"
+            except gexc.InvalidArgument as exc:
+                if not _is_checksum_complaint(exc):
+                    raise KeyAccessRefused(f"{action} refused: InvalidArgument: {exc.message}") from None
+                fault = "checksums did not verify"
             except REFUSALS as exc:
                 raise KeyAccessRefused(f"{action} refused: {type(exc).__name__}: {exc.message}") from None
-            except (gexc.RetryError, *TRANSIENT) as exc:
-                raise ProviderUnavailable(f"{action} failed after retries: {type(exc).__name__}") from None
+            except gexc.Unauthenticated:
+                # Our token was not accepted: exchange afresh; a revoked federation refuses there.
+                if self._token is not None:
+                    self._token.invalidate()
+                fault = "Unauthenticated"
+            except TRANSIENT as exc:
+                fault = type(exc).__name__
             except gexc.GoogleAPICallError as exc:
                 raise ProviderUnavailable(f"{action} failed: {type(exc).__name__}") from None
-        raise ProviderUnavailable(f"{action}: checksums did not verify in {self._integrity_attempts} attempts")
+            if number < self._max_attempts:
+                self._sleep(backoff(number))
+        raise ProviderUnavailable(f"{action} failed after {self._max_attempts} attempts: {fault}")
 
     def _wrap(self, plaintext: bytes, context: WrapContext) -> WrappedKey:
         aad = context.aad()
@@ -123,7 +250,7 @@ class GcpKmsWrapper(KeyWrapper):
                     "additional_authenticated_data": aad,
                     "additional_authenticated_data_crc32c": crc32c(aad),
                 },
-                retry=self._retry,
+                retry=None,
                 timeout=self._timeout,
             )
             if not answer.verified_plaintext_crc32c or not answer.verified_additional_authenticated_data_crc32c:
@@ -150,7 +277,7 @@ class GcpKmsWrapper(KeyWrapper):
                     "additional_authenticated_data": aad,
                     "additional_authenticated_data_crc32c": crc32c(aad),
                 },
-                retry=self._retry,
+                retry=None,
                 timeout=self._timeout,
             )
             if answer.plaintext_crc32c != crc32c(answer.plaintext):
@@ -160,57 +287,168 @@ class GcpKmsWrapper(KeyWrapper):
         return self._call("Decrypt", attempt)
 
 
+def _own_aws_credentials() -> Callable[[], Any]:
+    """The function's own AWS credentials (local runs, or no per-tenant session configured)."""
+    import boto3
+
+    session = boto3.session.Session()
+
+    def current() -> Any:
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ProviderUnavailable("no AWS credentials available to this function")
+        return credentials.get_frozen_credentials()
+
+    return current
+
+
 def federated_credentials(
     *,
     workload_identity_provider: str,
     service_account_email: str | None,
     aws_region: str,
-    token_url: str = GOOGLE_STS_TOKEN_URL,
+    aws_credentials: Callable[[], Any] | None = None,
 ) -> Any:
-    """An AWS-type external_account credential for the given workload identity provider."""
+    """An AWS-type external_account credential for the given workload identity provider.
+
+    ``aws_credentials`` returns the AWS credentials (``access_key``, ``secret_key``,
+    ``token``) whose signed GetCallerIdentity Google STS checks; default: the function's own.
+    """
     from google.auth import aws
 
-    info = {
-        "type": "external_account",
-        "audience": workload_identity_provider,
-        "subject_token_type": AWS_SUBJECT_TOKEN_TYPE,
-        "token_url": token_url,
-        "credential_source": {
-            "environment_id": "aws1",
-            "regional_cred_verification_url": (
-                f"https://sts.{aws_region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
-            ),
-        },
-        "scopes": [CLOUD_PLATFORM_SCOPE],
-    }
-    if service_account_email:
-        info["service_account_impersonation_url"] = IMPERSONATION_URL.format(service_account_email)
-    return aws.Credentials.from_info(info)
+    source = aws_credentials or _own_aws_credentials()
+
+    class Supplier(aws.AwsSecurityCredentialsSupplier):
+        def get_aws_security_credentials(self, context: Any, request: Any) -> Any:
+            try:
+                current = source()
+            except WrapperError:
+                raise
+            except Exception as exc:
+                raise ProviderUnavailable(f"AWS credentials for the token exchange: {type(exc).__name__}") from None
+            return aws.AwsSecurityCredentials(current.access_key, current.secret_key, current.token)
+
+        def get_aws_region(self, context: Any, request: Any) -> str:
+            return aws_region
+
+    return aws.Credentials(
+        audience=workload_identity_provider,
+        subject_token_type=AWS_SUBJECT_TOKEN_TYPE,
+        token_url=GOOGLE_STS_TOKEN_URL,
+        aws_security_credentials_supplier=Supplier(),
+        service_account_impersonation_url=(
+            IMPERSONATION_URL.format(service_account_email) if service_account_email else None
+        ),
+        scopes=[CLOUD_PLATFORM_SCOPE],
+    )
 
 
-def kms_client(credentials: Any) -> Any:
+def _is_loopback(endpoint: str) -> bool:
+    host = endpoint.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def kms_client(credentials: Any, *, endpoint: str = "") -> Any:
+    """The Cloud KMS client over gRPC with the federated credentials as call credentials.
+
+    ``endpoint`` (``host:port``) empty: Google's. A loopback endpoint (a local stand-in) is
+    reached with gRPC's local credentials, which refuse any peer that is not on this machine.
+    """
+    import grpc
     from google.cloud import kms_v1
+    from google.cloud.kms_v1.services.key_management_service.transports import KeyManagementServiceGrpcTransport
 
-    return kms_v1.KeyManagementServiceClient(credentials=credentials)
-
-
-def customer_wrapper(tenant_config: dict[str, Any], _tenant_id: str, *, aws_region: str) -> KeyWrapper:
-    credentials = federated_credentials(
-        workload_identity_provider=tenant_config["workload_identity_provider"],
-        service_account_email=tenant_config.get("service_account_email"),
-        aws_region=aws_region,
-    )
-    return GcpKmsWrapper(
-        provider="customer_kms_gcp", key_name=tenant_config["key_name"], kms_client=kms_client(credentials)
-    )
+    host = endpoint or CLOUD_KMS_ENDPOINT
+    channel = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP) if _is_loopback(host) else None
+    transport = KeyManagementServiceGrpcTransport(host=host, credentials=credentials, ssl_channel_credentials=channel)
+    return kms_v1.KeyManagementServiceClient(transport=transport)
 
 
-def operator_wrapper(
-    *, key_name: str, workload_identity_provider: str, service_account_email: str | None, aws_region: str
+def _wrapper(
+    *,
+    provider: str,
+    key_name: str,
+    workload_identity_provider: str,
+    service_account_email: str | None,
+    aws_region: str,
+    aws_credentials: Callable[[], Any] | None,
+    endpoint: str,
+    max_attempts: int,
+    timeout_seconds: float,
+    token_max_age: float | None,
 ) -> KeyWrapper:
+    if not KEY_NAME.match(key_name):
+        raise ProviderConfigInvalid("key_name must be projects/…/locations/…/keyRings/…/cryptoKeys/…")
     credentials = federated_credentials(
         workload_identity_provider=workload_identity_provider,
         service_account_email=service_account_email,
         aws_region=aws_region,
+        aws_credentials=aws_credentials,
     )
-    return GcpKmsWrapper(provider="operator_kms_gcp", key_name=key_name, kms_client=kms_client(credentials))
+    token = FederatedToken(
+        credentials, max_attempts=max_attempts, timeout_seconds=timeout_seconds, max_age_seconds=token_max_age
+    )
+    return GcpKmsWrapper(
+        provider=provider,
+        key_name=key_name,
+        kms_client=kms_client(credentials, endpoint=endpoint),
+        token=token,
+        max_attempts=max_attempts,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def customer_wrapper(
+    tenant_config: dict[str, Any],
+    _tenant_id: str,
+    *,
+    aws_region: str,
+    aws_credentials: Callable[[], Any] | None = None,
+    endpoint: str = "",
+    max_attempts: int = 4,
+    timeout_seconds: float = 5.0,
+    token_max_age: float | None = None,
+) -> KeyWrapper:
+    """``aws_credentials``: the tenant's own AWS identity, which the customer's condition names."""
+    return _wrapper(
+        provider="customer_kms_gcp",
+        key_name=tenant_config["key_name"],
+        workload_identity_provider=tenant_config["workload_identity_provider"],
+        service_account_email=tenant_config.get("service_account_email"),
+        aws_region=aws_region,
+        aws_credentials=aws_credentials,
+        endpoint=endpoint,
+        max_attempts=max_attempts,
+        timeout_seconds=timeout_seconds,
+        token_max_age=token_max_age,
+    )
+
+
+def operator_wrapper(
+    *,
+    key_name: str,
+    workload_identity_provider: str,
+    service_account_email: str | None,
+    aws_region: str,
+    aws_credentials: Callable[[], Any] | None = None,
+    endpoint: str = "",
+    max_attempts: int = 4,
+    timeout_seconds: float = 5.0,
+) -> KeyWrapper:
+    return _wrapper(
+        provider="operator_kms_gcp",
+        key_name=key_name,
+        workload_identity_provider=workload_identity_provider,
+        service_account_email=service_account_email,
+        aws_region=aws_region,
+        aws_credentials=aws_credentials,
+        endpoint=endpoint,
+        max_attempts=max_attempts,
+        timeout_seconds=timeout_seconds,
+        token_max_age=None,
+    )

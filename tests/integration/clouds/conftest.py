@@ -1,13 +1,12 @@
 """Cloud KMS and Key Vault through wire fakes on loopback that the real SDK clients talk to.
 
-For GCP a Function's registry gets factories that build the real adapters with clients
-pointed at the fake. Azure tenants are served by the production registry: the fakes answer
-Azure's own host names over TLS (see azure_world)."""
+Functions build their adapters with the production registry. Azure's and Google's token and
+vault hosts are answered by name over TLS verified against the test certificate (see
+azure_world and gcp_world); Cloud KMS is reached over gRPC with call credentials."""
 
 from __future__ import annotations
 
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,33 +15,57 @@ from azure_world import AzureWorld
 from fakes.azure_hosts import ENTRA_HOST, certificate, resolve_to_loopback
 from fakes.cloud_kms import FakeCloudKms
 from fakes.entra_id import AssertionSigner, FakeEntraId
+from fakes.google_iam import IAM_CREDENTIALS_HOST, STS_HOST, FakeGoogleIam
 from fakes.key_vault import FakeKeyVault
-from google.api_core import retry as gretry
+from gcp_world import GcpWorld
 from support import Function
 
-from kms_wrapping.gcp_kms import TRANSIENT, GcpKmsWrapper
-
-WIF = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/saas-pool/providers/aws-lambda"
-
 
 @pytest.fixture(scope="session")
-def cloud_kms():
-    fake = FakeCloudKms()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="session")
-def azure_fakes():
+def tls():
+    """One test CA certificate for every host the fakes answer by name."""
     with tempfile.TemporaryDirectory() as directory:
-        cert_file, key_file = certificate(Path(directory))
-        entra = FakeEntraId(cert_file, key_file)
-        vault = FakeKeyVault(entra, cert_file, key_file)
-        signer = AssertionSigner()
-        entra.trust_issuer(signer)
-        yield entra, vault, signer, cert_file
-        vault.stop()
-        entra.stop()
+        yield certificate(Path(directory), (STS_HOST, IAM_CREDENTIALS_HOST))
+
+
+@pytest.fixture(scope="session")
+def google_fakes(tls, moto_server):
+    cert_file, key_file = tls
+    iam = FakeGoogleIam(cert_file, key_file, moto_server)
+    kms = FakeCloudKms(iam.principal_of)
+    yield iam, kms, moto_server
+    kms.stop()
+    iam.stop()
+
+
+@pytest.fixture
+def gcp(google_fakes, tls, monkeypatch) -> GcpWorld:
+    """Google reached as deployed; each tenant federates as its own session of the key-wrapping role."""
+    iam, kms, moto_server = google_fakes
+    kms.fail_always(None)
+    iam.clear_faults()
+    world = GcpWorld(iam, kms, moto_server)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls[0]))
+    for name, value in world.operator_settings().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        "tenant_kms.providers._gcp_aws_credentials",
+        lambda _settings, tenant: None if tenant is None else world.aws_credentials(tenant),
+    )
+    with resolve_to_loopback({STS_HOST: iam.port, IAM_CREDENTIALS_HOST: iam.port}):
+        yield world
+
+
+@pytest.fixture(scope="session")
+def azure_fakes(tls):
+    cert_file, key_file = tls
+    entra = FakeEntraId(cert_file, key_file)
+    vault = FakeKeyVault(entra, cert_file, key_file)
+    signer = AssertionSigner()
+    entra.trust_issuer(signer)
+    yield entra, vault, signer, cert_file
+    vault.stop()
+    entra.stop()
 
 
 @pytest.fixture
@@ -64,39 +87,25 @@ def azure(azure_fakes, monkeypatch) -> AzureWorld:
 
 @dataclass
 class Clouds:
-    cloud_kms: FakeCloudKms
+    gcp: GcpWorld
     azure: AzureWorld
-    operator_gcp_key: str
 
-    def gcp_config(self) -> dict:
-        name = f"projects/acme-prod/locations/europe-west1/keyRings/saas/cryptoKeys/tmk-{uuid.uuid4().hex[:8]}"
-        self.cloud_kms.create_key(name)
-        return {"key_name": name, "workload_identity_provider": WIF}
+    @property
+    def cloud_kms(self) -> FakeCloudKms:
+        return self.gcp.kms
 
     def config(self, provider: str, tenant_id: str = "") -> dict:
         if provider == "customer_kms_azure":
             return self.azure.customer(tenant_id).config
-        return {"customer_kms_gcp": self.gcp_config}.get(provider, dict)()
+        if provider == "customer_kms_gcp":
+            return self.gcp.customer(tenant_id).config
+        return {}
 
-    def function(self, name: str) -> Function:
-        function = Function(name)
-        registry = function.service.registry
-        fast = gretry.Retry(predicate=gretry.if_exception_type(*TRANSIENT), initial=0.01, maximum=0.05, timeout=1)
-
-        def gcp(provider: str, key_name: str) -> GcpKmsWrapper:
-            return GcpKmsWrapper(
-                provider=provider, key_name=key_name, kms_client=self.cloud_kms.client(), retry=fast, timeout_seconds=2
-            )
-
-        registry.register("customer_kms_gcp", lambda config, _t: gcp("customer_kms_gcp", config["key_name"]))
-        registry.register("operator_kms_gcp", lambda _c, _t: gcp("operator_kms_gcp", self.operator_gcp_key))
-        return function
+    @staticmethod
+    def function(name: str) -> Function:
+        return Function(name)
 
 
 @pytest.fixture
-def clouds(cloud_kms, azure) -> Clouds:
-    cloud_kms.fail_always(None)
-    operator_gcp = cloud_kms.create_key(
-        f"projects/operator/locations/global/keyRings/tenant-kms/cryptoKeys/op-{uuid.uuid4().hex[:6]}"
-    )
-    return Clouds(cloud_kms, azure, operator_gcp)
+def clouds(gcp, azure) -> Clouds:
+    return Clouds(gcp, azure)

@@ -79,7 +79,7 @@ def test_disabling_the_key_seals_after_the_ttl_and_enabling_unseals(clouds, tena
 
 @pytest.mark.parametrize("fault", ["ciphertext_crc", "flip_ciphertext", "unverified"])
 def test_gcp_wrap_integrity_faults_are_detected_and_nothing_is_stored(clouds, tenant_id, fault):
-    config = clouds.gcp_config()
+    config = clouds.config("customer_kms_gcp", tenant_id)
     before = snapshot_tables(TABLES)
     clouds.cloud_kms.fail_always(fault)
     try:
