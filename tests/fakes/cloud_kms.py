@@ -31,6 +31,14 @@ _STATUS = {
 }
 
 
+def _member(binding: str, principal: str) -> bool:
+    """IAM membership: the principal itself, or ``principalSet://…/workloadIdentityPools/<pool>/*``."""
+    if binding.startswith("principalSet://") and binding.endswith("/*"):
+        pool = binding[len("principalSet://") : -1]
+        return principal.startswith("principal://" + pool + "subject/")
+    return binding == principal
+
+
 @dataclass
 class CryptoKey:
     versions: dict[int, bytes] = field(default_factory=dict)
@@ -118,7 +126,7 @@ class FakeCloudKms:
     def _key(self, name: str, permission: str, context: grpc.ServicerContext) -> CryptoKey:
         caller = self._caller(context)
         key = self.keys.get(name)
-        if key is not None and caller in key.users:
+        if key is not None and any(_member(user, caller) for user in key.users):
             return key
         if key is None:  # as a caller with rights on the key ring sees it
             context.abort(grpc.StatusCode.NOT_FOUND, f"CryptoKey {name} not found.")

@@ -74,6 +74,7 @@ class FakeGoogleIam:
         self.service_accounts: dict[str, ServiceAccount] = {}
         self.tokens: dict[str, str] = {}
         self.exchanges: list[tuple[str, str]] = []  # (audience, assertion.arn) of every accepted exchange
+        self.callers: list[tuple[str, str]] = []  # (audience, assertion.arn) of every exchange, refused or not
         self.requests: list[tuple[str, str]] = []  # (host, path) of every request
         self._faults: list[tuple[str, int]] = []
         self._lock = threading.Lock()
@@ -94,6 +95,15 @@ class FakeGoogleIam:
         return (
             f"principal://iam.googleapis.com/projects/{match['project']}/locations/global/"
             f"workloadIdentityPools/{match['pool']}/subject/{subject}"
+        )
+
+    @staticmethod
+    def principal_set(audience: str) -> str:
+        """The IAM member for every identity of the provider's pool."""
+        match = _AUDIENCE.match(audience)
+        return (
+            f"principalSet://iam.googleapis.com/projects/{match['project']}/locations/global/"
+            f"workloadIdentityPools/{match['pool']}/*"
         )
 
     def create_service_account(self, email: str, *users: str) -> ServiceAccount:
@@ -180,6 +190,7 @@ class FakeGoogleIam:
         arn, why = self._caller_arn(form.get("subject_token", ""), audience)
         if arn is None:
             return refuse(400, "invalid_grant", why)
+        self.callers.append((audience, arn))
         if arn.split(":")[4] != provider.aws_account:
             return refuse(400, "invalid_grant", "The AWS account of the caller does not match the provider.")
         if provider.condition is not None and not evaluate(provider.condition, {"arn": arn}):

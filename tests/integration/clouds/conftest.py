@@ -48,10 +48,7 @@ def gcp(google_fakes, tls, monkeypatch) -> GcpWorld:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls[0]))
     for name, value in world.operator_settings().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(
-        "tenant_kms.providers._gcp_aws_credentials",
-        lambda _settings, tenant: None if tenant is None else world.aws_credentials(tenant),
-    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)
     with resolve_to_loopback({STS_HOST: iam.port, IAM_CREDENTIALS_HOST: iam.port}):
         yield world
 

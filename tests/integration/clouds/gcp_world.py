@@ -2,16 +2,17 @@
 registry builds the adapters; the token exchange and impersonation reach
 ``sts.googleapis.com`` and ``iamcredentials.googleapis.com`` by name over verified TLS, and
 Cloud KMS is reached over gRPC with call credentials at the endpoint a local run configures.
-Each tenant federates as its own session of the key-wrapping role, assumed in moto, whose
-signed GetCallerIdentity the STS fake replays against moto."""
+Each tenant federates as its own session of the key-wrapping role (KEY_WRAPPING_ROLE_ARN,
+assumed in moto by the production session provider), whose signed GetCallerIdentity the
+STS fake replays against moto."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import boto3
 from fakes.cloud_kms import FakeCloudKms
@@ -50,20 +51,10 @@ class GcpCustomer:
 class GcpWorld:
     def __init__(self, iam: FakeGoogleIam, kms: FakeCloudKms, moto_endpoint: str) -> None:
         self.iam, self.kms = iam, kms
-        self._sts = boto3.client("sts", region_name="us-east-1", endpoint_url=moto_endpoint)
-        self.own_arn = self._sts.get_caller_identity()["Arn"]
-        self.assumed: list[str] = []
-
-    def aws_credentials(self, tenant_id: str) -> Callable[[], Any]:
-        """The tenant's session of the key-wrapping role, assumed in moto."""
-
-        def current() -> Any:
-            answer = self._sts.assume_role(RoleArn=WRAPPING_ROLE, RoleSessionName=session_name(tenant_id))
-            self.assumed.append(answer["AssumedRoleUser"]["Arn"])
-            credentials = answer["Credentials"]
-            return _Frozen(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
-
-        return current
+        roles = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_endpoint)
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "*"}]}
+        with contextlib.suppress(roles.exceptions.EntityAlreadyExistsException):
+            roles.create_role(RoleName="tenant-kms-key-wrapping", AssumeRolePolicyDocument=json.dumps(trust))
 
     @staticmethod
     def _audience() -> str:
@@ -90,20 +81,14 @@ class GcpWorld:
         return GcpCustomer(tenant_id, provider, key_name, member, account)
 
     def operator_settings(self) -> dict[str, str]:
-        """The operator's pool trusts the deployment's account; its key trusts the function's own identity."""
+        """The operator's pool trusts the deployment's account; its key, every identity of that pool."""
         audience = self._audience()
         self.iam.create_provider(audience, aws_account=AWS_ACCOUNT)
         key_name = f"projects/operator/locations/global/keyRings/tenant-kms/cryptoKeys/op-{uuid.uuid4().hex[:6]}"
-        self.kms.create_key(key_name, self.iam.principal(audience, self.own_arn))
+        self.kms.create_key(key_name, self.iam.principal_set(audience))
         return {
             "OPERATOR_GCP_KEY_NAME": key_name,
             "OPERATOR_GCP_WORKLOAD_IDENTITY_PROVIDER": audience,
             "GCP_KMS_ENDPOINT": self.kms.endpoint,
+            "KEY_WRAPPING_ROLE_ARN": WRAPPING_ROLE,
         }
-
-
-@dataclass(frozen=True)
-class _Frozen:
-    access_key: str
-    secret_key: str
-    token: str

@@ -19,10 +19,15 @@ from support import read_record as read
 from testenv import TABLES
 
 from kms_wrapping import KeyAccessRefused, WrapContext, gcp_kms
-from tenant_kms.providers import build_registry
+from tenant_kms.providers import Identities, build_registry
 from tenant_kms.settings import Settings
 
 MAX_ATTEMPTS = 3
+
+
+def tenant_session(tenant_id: str):
+    """The tenant's AWS credentials as the production registry gets them."""
+    return Identities(Settings.from_env()).aws_credentials(tenant_id)
 
 
 def configure(tenant_id: str, config: dict) -> tuple[int, dict]:
@@ -77,7 +82,7 @@ def test_the_sdk_alone_reports_a_refused_exchange_as_unavailable(gcp, tenant_id)
         workload_identity_provider=customer.provider.audience,
         service_account_email=None,
         aws_region="us-east-1",
-        aws_credentials=gcp.aws_credentials(tenant_id),
+        aws_credentials=tenant_session(tenant_id),
     )
     client = gcp_kms.kms_client(credentials, endpoint=gcp.kms.endpoint)
     with pytest.raises(gexc.ServiceUnavailable, match="Getting metadata from plugin failed") as raised:
@@ -97,7 +102,7 @@ def test_cloud_kms_fake_wants_a_token_it_issued_for_a_principal_bound_on_the_key
         workload_identity_provider=other.provider.audience,
         service_account_email=None,
         aws_region="us-east-1",
-        aws_credentials=gcp.aws_credentials("someone-else"),
+        aws_credentials=tenant_session("someone-else"),
     )
     with pytest.raises(gexc.PermissionDenied, match="useToEncrypt"):
         gcp_kms.kms_client(credentials, endpoint=gcp.kms.endpoint).encrypt(request=request, retry=None, timeout=5)
@@ -133,7 +138,7 @@ def test_a_tenant_cannot_use_a_key_another_tenants_customer_trusts(gcp, tenant_i
     status, answer = configure(tenant_id, victim.config)
     assert status == 422 and answer["error"]["code"] == "verification_failed", answer
     assert "attribute condition" in answer["error"]["message"]
-    assert tenant_arn(tenant_id) in gcp.assumed
+    assert (victim.provider.audience, tenant_arn(tenant_id)) in gcp.iam.callers
     assert {k: v for k, v in snapshot_tables(TABLES).items() if k != TABLES["TenantConfigTable"]} == {
         k: v for k, v in before.items() if k != TABLES["TenantConfigTable"]
     }
