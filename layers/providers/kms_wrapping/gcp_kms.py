@@ -343,6 +343,23 @@ def federated_credentials(
     )
 
 
+def _exchanged_credentials(make: Callable[[], Any]) -> Any:
+    """Call credentials whose every refresh is a whole new exchange.
+
+    google-auth keeps the STS token behind an impersonated one for its full hour; a fresh
+    credential per refresh means a deleted pool or narrowed condition is seen at the next one.
+    """
+    from google.auth import credentials
+
+    class Exchanged(credentials.Credentials):
+        def refresh(self, request: Any) -> None:
+            inner = make()
+            inner.refresh(request)
+            self.token, self.expiry = inner.token, inner.expiry
+
+    return Exchanged()
+
+
 def _is_loopback(endpoint: str) -> bool:
     host = endpoint.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
@@ -384,11 +401,13 @@ def _wrapper(
 ) -> KeyWrapper:
     if not KEY_NAME.match(key_name):
         raise ProviderConfigInvalid("key_name must be projects/…/locations/…/keyRings/…/cryptoKeys/…")
-    credentials = federated_credentials(
-        workload_identity_provider=workload_identity_provider,
-        service_account_email=service_account_email,
-        aws_region=aws_region,
-        aws_credentials=aws_credentials,
+    credentials = _exchanged_credentials(
+        lambda: federated_credentials(
+            workload_identity_provider=workload_identity_provider,
+            service_account_email=service_account_email,
+            aws_region=aws_region,
+            aws_credentials=aws_credentials,
+        )
     )
     token = FederatedToken(
         credentials, max_attempts=max_attempts, timeout_seconds=timeout_seconds, max_age_seconds=token_max_age

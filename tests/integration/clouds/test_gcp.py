@@ -298,9 +298,20 @@ def test_a_token_cloud_kms_no_longer_accepts_is_exchanged_again_not_sealed(gcp, 
 # --------------------------------------------------------------------- the kill switch
 
 
-@pytest.mark.parametrize("revoke", [_unbind_key, _delete_pool, _narrow_condition])
-def test_kill_switch_seals_every_version_within_the_ttl_and_unseals_when_restored(gcp, tenant_id, clock, revoke):
-    customer = onboarded(gcp, tenant_id)
+@pytest.mark.parametrize(
+    ("revoke", "impersonate"),
+    [
+        (_unbind_key, False),
+        (_delete_pool, False),
+        (_narrow_condition, False),
+        (_delete_pool, True),
+        (_unbind_impersonation, True),
+    ],
+)
+def test_kill_switch_seals_every_version_within_the_ttl_and_unseals_when_restored(
+    gcp, tenant_id, clock, revoke, impersonate
+):
+    customer = onboarded(gcp, tenant_id, impersonate=impersonate)
     data = Function("tenant_data")
     data.service.clock = clock
     records = {"a": b"first", "b": b"second"}
@@ -310,6 +321,7 @@ def test_kill_switch_seals_every_version_within_the_ttl_and_unseals_when_restore
     records["c"] = b"third"
     assert put(data, tenant_id, "c", b"third") == 2
     provider, users = (customer.provider.state, customer.provider.condition), set(gcp.kms.keys[customer.key_name].users)
+    impersonators = set(customer.service_account.users) if customer.service_account else set()
 
     revoke(gcp, customer)
     clock.advance(299)
@@ -329,6 +341,8 @@ def test_kill_switch_seals_every_version_within_the_ttl_and_unseals_when_restore
 
     customer.provider.state, customer.provider.condition = provider
     gcp.kms.keys[customer.key_name].users.update(users)
+    if customer.service_account:
+        customer.service_account.users.update(impersonators)
     status, answer = unseal(tenant_id)
     assert status == 200 and answer["status"] == "active", answer
     assert all(read(data, tenant_id, name) == (value, 1 if name != "c" else 2) for name, value in records.items())
