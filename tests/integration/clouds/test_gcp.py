@@ -132,6 +132,24 @@ def test_each_tenant_federates_as_its_own_session_and_the_condition_tells_them_a
     assert view(first)["status"] == "active"
 
 
+def test_the_onboarding_answer_is_what_google_sts_and_cloud_kms_check(gcp, tenant_id):
+    """A customer who sets up exactly what onboarding says admits this tenant and no other."""
+    status, answer = Function("configure").http(http_sample("configure_onboarding_get", tenant_id))
+    assert status == 200, answer
+    principal, condition = answer["gcp"]["principal"], answer["gcp"]["attribute_condition"]
+    assert principal == tenant_arn(tenant_id)
+
+    customer = gcp.customer(tenant_id)
+    customer.provider.condition = condition
+    gcp.kms.keys[customer.key_name].users = {gcp.iam.principal(customer.provider.audience, principal)}
+    assert configure(tenant_id, customer.config)[0] == 200
+    assert (customer.provider.audience, principal) in gcp.iam.exchanges
+
+    other = f"{tenant_id}-other"
+    status, answer = configure(other, customer.config)
+    assert status == 422 and "attribute condition" in answer["error"]["message"], answer
+
+
 def test_a_tenant_cannot_use_a_key_another_tenants_customer_trusts(gcp, tenant_id):
     victim = onboarded(gcp, "victim-tenant")
     before = snapshot_tables(TABLES)
