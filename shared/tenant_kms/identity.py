@@ -13,7 +13,6 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from kms_wrapping.identity import TenantSessions
 from tenant_kms.errors import InvalidRequest
 from tenant_kms.models import IssuedExternalId
 from tenant_kms.settings import Settings
@@ -76,6 +75,8 @@ def with_issued_external_id(tenant_id: str, config: Mapping[str, Any]) -> dict[s
 
 def onboarding(settings: Settings, tenant_id: str, now: str) -> dict[str, Any]:
     """What a customer must trust so that this tenant, and no other, can use their key."""
+    from kms_wrapping.identity import TenantSessions  # boto3: not on the unwrap path's cold start
+
     principal = TenantSessions(role_arn=settings.key_wrapping_role_arn).principal_arn(tenant_id)
     issuer = settings.federation_issuer_url or None
     external_id = issue_external_id(tenant_id, now)
