@@ -58,16 +58,14 @@ class IssuedToken:
 
 
 class AssertionSigner:
-    """Signs RS256 client assertions {iss, sub: "tenant:<id>", aud, iat, exp, jti} as our issuer."""
+    """A test OIDC issuer: RS256 assertions {iss, sub, aud, iat, nbf, exp, jti} for one subject."""
 
-    def __init__(self, issuer: str = "https://federation.tenant-kms.example") -> None:
+    def __init__(self, issuer: str, *, subject: str) -> None:
         self.issuer = issuer
+        self.subject = subject
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = uuid.uuid4().hex
         self.failing: Exception | None = None
-
-    def subject(self, tenant_id: str | None) -> str:
-        return f"tenant:{tenant_id}" if tenant_id else "operator"
 
     def sign(self, claims: dict) -> str:
         header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
@@ -75,12 +73,12 @@ class AssertionSigner:
         signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{b64url(signature)}"
 
-    def source(self, tenant_id: str | None):
+    def source(self, _tenant_id: str | None = None):
         def assertion() -> str:
             if self.failing is not None:
                 raise self.failing
             now = int(time.time())
-            claims = {"iss": self.issuer, "sub": self.subject(tenant_id), "aud": AUDIENCE}
+            claims = {"iss": self.issuer, "sub": self.subject, "aud": AUDIENCE}
             return self.sign({**claims, "iat": now, "nbf": now, "exp": now + 300, "jti": uuid.uuid4().hex})
 
         return assertion
@@ -153,6 +151,12 @@ class FakeEntraId:
     def trust_issuer(self, signer: AssertionSigner) -> None:
         """Entra fetches the issuer's JWKS through its discovery document; here it is handed over."""
         self.issuer_keys.setdefault(signer.issuer, {})[signer.kid] = signer.key.public_key()
+
+    def trust_jwks(self, issuer: str, jwks: dict) -> None:
+        """The RSA keys of an issuer's JWKS document, as Entra reads them."""
+        for jwk in jwks["keys"]:
+            e, n = (int.from_bytes(unb64url(jwk[part]), "big") for part in ("e", "n"))
+            self.issuer_keys.setdefault(issuer, {})[jwk["kid"]] = rsa.RSAPublicNumbers(e, n).public_key()
 
     def token(self, token: str) -> IssuedToken | None:
         issued = self._tokens.get(token)

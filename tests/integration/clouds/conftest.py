@@ -6,10 +6,12 @@ azure_world and gcp_world); Cloud KMS is reached over gRPC with call credentials
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 from azure_world import AzureWorld
 from fakes.azure_hosts import ENTRA_HOST, certificate, resolve_to_loopback
@@ -17,8 +19,13 @@ from fakes.cloud_kms import FakeCloudKms
 from fakes.entra_id import AssertionSigner, FakeEntraId
 from fakes.google_iam import IAM_CREDENTIALS_HOST, STS_HOST, FakeGoogleIam
 from fakes.key_vault import FakeKeyVault
+from faults import FaultProxy
 from gcp_world import GcpWorld
-from support import Function
+from support import Function, sample
+
+from tenant_kms import providers
+
+ISSUER = "https://federation.tenant-kms.example.com"
 
 
 @pytest.fixture(scope="session")
@@ -58,25 +65,51 @@ def azure_fakes(tls):
     cert_file, key_file = tls
     entra = FakeEntraId(cert_file, key_file)
     vault = FakeKeyVault(entra, cert_file, key_file)
-    signer = AssertionSigner()
-    entra.trust_issuer(signer)
-    yield entra, vault, signer, cert_file
+    sts_tokens = AssertionSigner("https://sts.us-east-1.amazonaws.com", subject="operator")
+    entra.trust_issuer(sts_tokens)
+    yield entra, vault, sts_tokens, cert_file
     vault.stop()
     entra.stop()
 
 
+@pytest.fixture(scope="session")
+def federation_kms(moto_server):
+    """KMS (moto) behind a fault proxy: the federation key that signs tenants' assertions."""
+    proxy = FaultProxy(moto_server)
+    yield proxy
+    proxy.close()
+
+
 @pytest.fixture
-def azure(azure_fakes, monkeypatch) -> AzureWorld:
-    """Azure reached by name over verified TLS; tenants' assertions from the test issuer."""
-    entra, vault, signer, cert_file = azure_fakes
+def azure(azure_fakes, moto_server, federation_kms, monkeypatch) -> AzureWorld:
+    """Azure reached by name over verified TLS. Tenants' client assertions are the
+    deployment's own (signed with kms:Sign on moto); Entra trusts the JWKS the deployment
+    serves. The operator's assertion, an STS web identity token (which moto lacks), comes
+    from a test issuer."""
+    entra, vault, sts_tokens, cert_file = azure_fakes
     entra.fail_always(None)
     vault.fail_always(None)
-    signer.failing = None
-    world = AzureWorld(entra, vault, signer)
+    federation_kms.reset()
+    sts_tokens.failing = None
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", federation_kms.endpoint)
+    key = boto3.client("kms").create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("FEDERATION_SIGNING_KEY_ID", key)
+    monkeypatch.setenv("FEDERATION_ISSUER_URL", ISSUER)
+    jwks = Function("federation")(sample("federation_jwks"))
+    assert jwks["statusCode"] == 200, jwks
+    entra.trust_jwks(ISSUER, json.loads(jwks["body"]))
+
+    production = providers._azure_assertion_source
+
+    def assertion_source(identities, tenant_id):
+        return production(identities, tenant_id) if tenant_id is not None else sts_tokens.source(None)
+
+    monkeypatch.setattr(providers, "_azure_assertion_source", assertion_source)
+    world = AzureWorld(entra, vault, ISSUER, sts_tokens, federation_kms)
     for name, value in world.operator_settings().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("tenant_kms.providers._azure_assertion_source", lambda _settings, tenant: signer.source(tenant))
     routes = {"*.vault.azure.net": vault.port, "*.managedhsm.azure.net": vault.port, ENTRA_HOST: entra.port}
     with resolve_to_loopback(routes):
         yield world

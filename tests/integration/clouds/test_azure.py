@@ -21,6 +21,8 @@ from testenv import TABLES
 
 from kms_wrapping import WrapContext, azure_kv
 from kms_wrapping.azure_kv import RSA_SIGNED, RSA_UNSIGNED, binding_digest
+from tenant_kms import providers
+from tenant_kms.settings import Settings
 
 OAEP_256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
@@ -128,7 +130,7 @@ def changed_items(before: dict, after: dict) -> list[tuple[str, str]]:
 def test_a_wrapped_key_planted_in_the_table_is_refused_and_seals_nothing_else(azure, tenant_id, form):
     victim, bystander = tenant_id, f"{tenant_id}-b"
     customer = azure.customer(victim)  # the bystander trusts the same key through the same app
-    azure.entra.federate(customer.entra_tenant, customer.client_id, azure.signer.issuer, f"tenant:{bystander}")
+    azure.trust(customer, bystander)
     for tenant in (victim, bystander):
         assert configure(tenant, "customer_kms_azure", customer.config)[0] == 200
         put = Function("tenant_data")(invoke_sample("tenant_data_put", tenant, name="s", value_b64=b64(b"mine")))
@@ -165,7 +167,7 @@ def test_a_wrapped_key_planted_in_the_table_is_refused_and_seals_nothing_else(az
 def test_a_wrapped_key_moved_to_another_tenant_or_version_is_refused(azure, tenant_id):
     other = f"{tenant_id}-o"
     customer = azure.customer(tenant_id)
-    azure.entra.federate(customer.entra_tenant, customer.client_id, azure.signer.issuer, f"tenant:{other}")
+    azure.trust(customer, other)
     for tenant in (tenant_id, other):
         assert configure(tenant, "customer_kms_azure", customer.config)[0] == 200
     assert provision(tenant_id) == 201
@@ -214,8 +216,8 @@ def _vault(status):
     return lambda azure, _customer: azure.vault.fail_always(status)
 
 
-def _signer_fails(azure, _customer):
-    azure.signer.failing = RuntimeError("KMS Sign throttled")
+def _signing_throttled(azure, _customer):
+    azure.federation_kms.fail_always("throttle")
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ CLASSIFICATION = {
     "Entra answers an undocumented code": Case(
         _entra(400, _aadsts(9999999), "application/json"), UNAVAILABLE, "entra", attempts=1
     ),
-    "our assertion signer fails": Case(_signer_fails, UNAVAILABLE, "entra", attempts=0),
+    "KMS throttles signing our assertion": Case(_signing_throttled, UNAVAILABLE, "entra", attempts=0),
     "vault throttles a key read": Case(_vault(429), UNAVAILABLE, "vault"),
     "vault throttles an unwrap": Case(_vault(429), UNAVAILABLE, "vault", warm=True),
     "vault 503": Case(_vault(503), UNAVAILABLE, "vault"),
@@ -285,7 +287,7 @@ def test_refusals_seal_and_faults_answer_503_with_nothing_sealed_or_cached(azure
     assert snapshot_tables(TABLES) == before  # not sealed, nothing written
     azure.entra.fail_always(None)
     azure.vault.fail_always(None)
-    azure.signer.failing = None
+    azure.federation_kms.fail_always(None)
     unwraps = len(azure.vault.calls("unwrapkey"))
     assert unwrap(invoke_sample("unwrap_version", tenant_id, version=2))["version"] == 2  # the same instance recovers
     assert len(azure.vault.calls("unwrapkey")) == unwraps + 1  # nothing was cached from the failure
@@ -311,7 +313,7 @@ def _restore_role(azure, customer):
 
 
 def _restore_federated_credential(azure, customer):
-    azure.entra.federate(customer.entra_tenant, customer.client_id, azure.signer.issuer, f"tenant:{customer.tenant_id}")
+    azure.trust(customer, customer.tenant_id)
 
 
 def unseal(tenant_id: str) -> tuple[int, dict]:
@@ -420,8 +422,11 @@ def test_the_fake_vault_lets_a_crypto_user_read_the_key_as_the_service_does(azur
     from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
     customer = azure.customer(tenant_id)
+    identities = providers.Identities(Settings.from_env())
     credential = azure_kv.federated_credential(
-        tenant_id=customer.entra_tenant, client_id=customer.client_id, token_source=azure.signer.source(tenant_id)
+        tenant_id=customer.entra_tenant,
+        client_id=customer.client_id,
+        token_source=providers._azure_assertion_source(identities, tenant_id),
     )
     client = CryptographyClient(customer.config["key_id"], credential)
     client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, os.urandom(32))
