@@ -3,9 +3,10 @@
 ``generateAccessToken`` (service-account impersonation), one HTTPS server answering both
 host names, reached by name over verified TLS (see ``azure_hosts.resolve_to_loopback``).
 
-As Google does for an AWS provider, the exchange replays the signed GetCallerIdentity in the
-subject token against AWS STS (moto here) and takes the caller's ARN as ``assertion.arn`` and
-as the subject; the provider's account and attribute condition decide. Tokens it issues name
+As Google does for an AWS provider, the exchange checks the signed GetCallerIdentity in the
+subject token (its SigV4 signature, which moto's server does not check, against the secret
+moto issued), replays it against AWS STS (moto here) and takes the caller's ARN as
+``assertion.arn`` and as the subject; the provider's account and attribute condition decide. Tokens it issues name
 the principal they stand for, which the Cloud KMS fake checks against the key's bindings."""
 
 from __future__ import annotations
@@ -39,6 +40,47 @@ _GET_CALLER_IDENTITY = re.compile(
 )
 _CONDITION = re.compile(r"^assertion\.arn\s*==\s*'([^']*)'$")
 _AWS_NS = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
+
+
+def _secret_key(access_key: str) -> str | None:
+    """The secret moto issued with an access key (moto runs in this process); None: unknown."""
+    from moto.sts.models import sts_backends
+
+    for account in list(sts_backends):
+        for backend in sts_backends[account].values():
+            role = backend.get_assumed_role_from_access_key(access_key)
+            if role is not None:
+                return role.secret_access_key
+    return None
+
+
+def _signature_refusal(url: str, headers: dict[str, str]) -> str | None:
+    """What AWS STS would answer for this signed request before looking at it, if anything.
+
+    moto's server does not check signatures, so this does, as AWS does."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    match = re.match(
+        r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/sts/aws4_request, "
+        r"SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]+)$",
+        lowered.get("authorization", ""),
+    )
+    if not match:
+        return "IncompleteSignature with error message: The request signature is malformed."
+    secret = _secret_key(match["key"])
+    if secret is None:
+        return "InvalidClientTokenId with error message: The security token included in the request is invalid."
+    signed = match["signed"].split(";")
+    request = AWSRequest(method="POST", url=url, headers={name: lowered.get(name, "") for name in signed}, data=b"")
+    request.context["timestamp"] = lowered.get("x-amz-date", "")
+    auth = SigV4Auth(Credentials(match["key"], secret, lowered.get("x-amz-security-token")), "sts", match["region"])
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    if expected != match["signature"]:
+        return "SignatureDoesNotMatch with error message: The request signature we calculated does not match."
+    return None
 
 
 def evaluate(condition: str, assertion: dict[str, str]) -> bool:
@@ -159,6 +201,9 @@ class FakeGoogleIam:
             return None, "The x-goog-cloud-target-resource header does not match the audience."
         if not any(k.lower() == "authorization" for k in headers):
             return None, "The subject token is not signed."
+        refused = _signature_refusal(url, headers)
+        if refused:
+            return None, f"Received invalid AWS response of type {refused}"
         query = url.split("?", 1)[1]
         answer = requests.post(f"{self.aws_sts_endpoint}/?{query}", headers=headers, timeout=10)
         root = ET.fromstring(answer.content)

@@ -293,6 +293,18 @@ def test_outages_and_damage_answer_503_after_the_configured_attempts_and_never_s
     assert len(gcp.kms.calls("Decrypt")) == decrypts + 1  # nothing was cached from the failed call
 
 
+def test_aws_refusing_our_own_signed_request_is_ours_to_fix_and_never_seals(gcp, tenant_id, attempts, monkeypatch):
+    onboarded(gcp, tenant_id)
+    monkeypatch.delenv("KEY_WRAPPING_ROLE_ARN")  # the function's own credentials, which AWS does not know
+    unwrap = Function("unwrap")
+    before, exchanges = snapshot_tables(TABLES), gcp.iam.count(STS_HOST)
+    answer = unwrap(invoke_sample("unwrap", tenant_id))
+    assert answer["error"]["code"] == "provider_unavailable", answer
+    assert "InvalidClientTokenId" in answer["error"]["message"]
+    assert gcp.iam.count(STS_HOST) - exchanges == attempts
+    assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
+
+
 def test_a_damaged_request_is_retried_and_then_succeeds(gcp, tenant_id, attempts):
     onboarded(gcp, tenant_id)
     unwrap = Function("unwrap")
