@@ -6,8 +6,9 @@ host names, reached by name over verified TLS (see ``azure_hosts.resolve_to_loop
 As Google does for an AWS provider, the exchange checks the signed GetCallerIdentity in the
 subject token (its SigV4 signature, which moto's server does not check, against the secret
 moto issued), replays it against AWS STS (moto here) and takes the caller's ARN as
-``assertion.arn`` and as the subject; the provider's account and attribute condition decide. Tokens it issues name
-the principal they stand for, which the Cloud KMS fake checks against the key's bindings."""
+``assertion.arn`` and as the subject; the provider's account and attribute condition
+decide. Tokens it issues name the principal they stand for, which the Cloud KMS fake checks
+against the key's bindings."""
 
 from __future__ import annotations
 
