@@ -156,6 +156,8 @@ def build_registry(settings: Settings, identities: Identities | None = None) -> 
             external_id=lambda: issued_external_id(tenant_id),
             sessions=identities.sessions,
             allowed_accounts=settings.customer_account_ids,
+            # A trust the customer withdraws is heeded within the BYOK session TTL.
+            max_session_age_seconds=settings.byok_session_ttl_seconds,
         )
 
     def customer_kms_gcp(config: dict, tenant_id: str) -> KeyWrapper:

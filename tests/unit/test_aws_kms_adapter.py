@@ -270,3 +270,29 @@ def test_the_external_id_is_asked_at_every_assume_role_and_its_absence_is_a_refu
         )
         session.get_credentials().get_frozen_credentials()
         stub.assert_no_pending_responses()
+
+
+def test_customer_credentials_older_than_the_byok_ttl_are_replaced_and_a_refusal_then_bites():
+    sts = sts_client()
+    now = [datetime.datetime.now(datetime.UTC)]
+    with Stubber(sts) as stub:
+        session = assumed_role_session(
+            sts_client=sts,
+            role_arn=ROLE,
+            external_id="ext-1",
+            session_name="tenant-kms-acme",
+            max_age_seconds=300,
+            time_fetcher=lambda: now[0],
+        )
+        stub.add_response("assume_role", credentials(datetime.timedelta(hours=1)))
+        session.get_credentials().get_frozen_credentials()
+        now[0] += datetime.timedelta(seconds=299)
+        session.get_credentials().get_frozen_credentials()  # still young: no AssumeRole
+        stub.assert_no_pending_responses()
+
+        # The customer withdraws the trust: once the credentials are 300 s old, STS is asked again
+        now[0] += datetime.timedelta(seconds=2)
+        stub.add_client_error("assume_role", "AccessDenied", "not authorized", 403)
+        with pytest.raises(KeyAccessRefused, match="AccessDenied"):
+            session.get_credentials().get_frozen_credentials()
+        stub.assert_no_pending_responses()

@@ -193,10 +193,14 @@ def assumed_role_session(
     external_id: str | Callable[[], str | None],
     session_name: str,
     duration_seconds: int = 3600,
+    max_age_seconds: int | None = None,
+    time_fetcher: Callable[[], Any] | None = None,
 ) -> boto3.Session:
     """A session whose credentials come from AssumeRole and are refreshed before they expire.
 
     ``external_id`` may be a callable, asked at every AssumeRole (so it is always the current one).
+    ``max_age_seconds``: credentials older than this are replaced by a new AssumeRole, which
+    must succeed, so a customer who removes our trust is heeded within that time.
     """
     if not external_id:
         raise ProviderConfigInvalid("external_id is required to assume a customer role")
@@ -224,7 +228,14 @@ def assumed_role_session(
 
     core = botocore.session.get_session()
     # botocore refreshes these ahead of expiry (advisory 15 min, mandatory 10 min).
-    core._credentials = DeferredRefreshableCredentials(refresh_using=fetch, method="sts-assume-role")
+    credentials = DeferredRefreshableCredentials(
+        refresh_using=fetch, method="sts-assume-role", **({"time_fetcher": time_fetcher} if time_fetcher else {})
+    )
+    if max_age_seconds is not None:
+        # Both windows alike: a failed advisory refresh would keep using the old credentials.
+        remaining = max(0, duration_seconds - max_age_seconds)
+        credentials._advisory_refresh_timeout = credentials._mandatory_refresh_timeout = remaining
+    core._credentials = credentials
     return boto3.Session(botocore_session=core)
 
 
@@ -243,6 +254,7 @@ def customer_wrapper(
     external_id: Callable[[], str | None],
     sessions: TenantSessions,
     allowed_accounts: frozenset[str] = frozenset(),
+    max_session_age_seconds: int | None = None,
 ) -> KeyWrapper:
     """The customer's key, through their role, as this tenant's session of the key-wrapping role.
 
@@ -261,6 +273,7 @@ def customer_wrapper(
         role_arn=tenant_config["role_arn"],
         external_id=external_id,
         session_name=role_session_name(tenant_id),
+        max_age_seconds=max_session_age_seconds,
     )
     kms = session.client("kms", region_name=key["region"], config=config)
     return AwsKmsWrapper(provider="customer_kms_aws", key_arn=tenant_config["key_arn"], kms_client=kms)
