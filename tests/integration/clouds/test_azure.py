@@ -204,6 +204,10 @@ def _delete_application(azure, customer):
     del azure.entra.tenants[customer.entra_tenant][customer.client_id]
 
 
+def _disable_application(azure, customer):
+    azure.entra.application(customer.entra_tenant, customer.client_id).enabled = False
+
+
 def _delete_entra_tenant(azure, customer):
     del azure.entra.tenants[customer.entra_tenant]
 
@@ -237,6 +241,7 @@ CLASSIFICATION = {
     "key deleted": Case(_delete_key, SEALED),
     "federated credential removed": Case(_remove_federated_credential, SEALED),
     "application deleted": Case(_delete_application, SEALED),
+    "application disabled": Case(_disable_application, SEALED),
     "Entra tenant deleted": Case(_delete_entra_tenant, SEALED),
     "Entra throttles": Case(_entra(429, b"", "text/plain"), UNAVAILABLE, "entra"),
     "Entra 503 with an HTML page": Case(_entra(503, b"<html>Service Unavailable</html>"), UNAVAILABLE, "entra"),
@@ -244,6 +249,9 @@ CLASSIFICATION = {
     "Entra drops the connection": Case(_entra("drop"), UNAVAILABLE, "entra"),
     "Entra blames our assertion's clock": Case(
         _entra(400, _aadsts(700024), "application/json"), UNAVAILABLE, "entra", attempts=1
+    ),
+    "Entra cannot verify our assertion's signature": Case(
+        _entra(401, _aadsts(700027), "application/json"), UNAVAILABLE, "entra", attempts=1
     ),
     "Entra answers an undocumented code": Case(
         _entra(400, _aadsts(9999999), "application/json"), UNAVAILABLE, "entra", attempts=1
