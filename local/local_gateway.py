@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local_tables import TEMPLATE, load_template
 
@@ -182,7 +182,8 @@ class Gateway:
         for route in self.routes:
             found = route.pattern.match(path)
             if found and route.method == method:
-                return route, dict(zip(route.names, found.groups(), strict=True))
+                # As API Gateway does: path parameters arrive percent-decoded, once.
+                return route, {name: unquote(value) for name, value in zip(route.names, found.groups(), strict=True)}
         return None, {}
 
     def handle_http(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:

@@ -16,9 +16,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
-from local_gateway import LocalContext, function_specs, load_handler_module
+from local_gateway import (
+    LocalContext,
+    Route,
+    function_specs,
+    http_event,
+    load_handler_module,
+    routes_from_template,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -53,9 +61,27 @@ class Function:
         body = response.get("body")
         return response["statusCode"], json.loads(body) if body else None
 
+    @classmethod
+    def serving(cls, method: str, route: str) -> Function:
+        """The function template.yaml routes ``method route`` to."""
+        by_logical_id = {logical_id: name for name, logical_id in FUNCTION_DIRS.items()}
+        return cls(by_logical_id[declared_route(method, route).function])
+
+
+def declared_route(method: str, route: str) -> Route:
+    (found,) = [r for r in routes_from_template()[0] if (r.method, r.path) == (method, route)]
+    return found
+
 
 def sample(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def fresh_sample(name: str) -> dict[str, Any]:
+    """A sample as sent now: where its caller logged in (``auth_time``), they just did."""
+    event = sample(name)
+    claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt", {}).get("claims") or {}
+    return step_up(event) if "auth_time" in claims else event
 
 
 def http_sample(
@@ -66,8 +92,12 @@ def http_sample(
     raw_body: str | None = None,
     claims: dict[str, Any] | str | None = "sample",
     version: int | str | None = None,
+    auth_time: float | str | None = "now",
 ) -> dict[str, Any]:
-    """A sample HTTP API event re-targeted at ``tenant_id`` (its claims follow, unless given)."""
+    """A sample HTTP API event re-targeted at ``tenant_id`` (its claims follow, unless given).
+
+    The caller logged in just now (claim ``auth_time``), unless ``auth_time`` says when, or
+    None for a token without the claim."""
     event = copy.deepcopy(sample(name))
     path = event["rawPath"].replace("/tenants/acme", f"/tenants/{tenant_id}", 1)
     if version is not None:
@@ -82,7 +112,12 @@ def http_sample(
     elif claims is None:
         event["requestContext"].pop("authorizer", None)
     else:
-        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": dict(claims), "scopes": None}}
+    claims_now = ((event["requestContext"].get("authorizer") or {}).get("jwt") or {}).get("claims")
+    if isinstance(claims_now, dict):
+        claims_now.pop("auth_time", None)
+        if auth_time is not None:
+            claims_now["auth_time"] = int(time.time()) if auth_time == "now" else auth_time
     if body is not None:
         event["body"] = json.dumps(body)
         event["headers"]["content-type"] = "application/json"
@@ -186,6 +221,36 @@ def run_readme_block(after: str, urls: dict[str, str] | None = None) -> list[Any
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def api_event(
+    method: str,
+    route: str,
+    tenant_segment: str,
+    *,
+    stage: str = "$default",
+    claims: dict[str, Any] | None = None,
+    body: Any = None,
+    version: int = 1,
+) -> dict[str, Any]:
+    """The event API Gateway sends for ``method route`` when the caller wrote ``tenant_segment``
+    into the URL: rawPath as sent (with the stage prefix of a named stage), pathParameters
+    percent-decoded once, routeKey the declared route."""
+    segments = {"tenant_id": tenant_segment, "version": str(version)}
+    path = re.sub(r"\{([^}]+)\}", lambda m: segments[m.group(1)], route)
+    raw_path = path if stage == "$default" else f"/{stage}{path}"
+    names = re.findall(r"\{([^}]+)\}", route)
+    event = http_event(
+        method,
+        raw_path,
+        route=declared_route(method, route),
+        path_parameters={name: unquote(segments[name]) for name in names},
+        claims=claims,
+        body=json.dumps(body).encode() if body is not None else b"",
+        headers={"content-type": "application/json"} if body is not None else None,
+    )
+    event["requestContext"]["stage"] = stage
+    return event
 
 
 def step_up(event: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Also serves API Gateway's ``$default`` route, so unknown routes get the API's er
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.identity import onboarding
 from tenant_kms.observability import logger, metrics
 from tenant_kms.provider_config import ConfigureRequest
@@ -21,24 +21,26 @@ app = admin_resolver()
 
 
 @app.put("/tenants/<tenant_id>/kms")
-def configure(tenant_id: str, request: ConfigureRequest):
+def configure(request: ConfigureRequest):
     config = request.validated_config()
-    return json_response(200, service.configure(tenant_id, request.provider, config, actor=current_caller(app).actor))
+    return json_response(
+        200, service.configure(routed_tenant(app), request.provider, config, actor=current_caller(app).actor)
+    )
 
 
 @app.get("/tenants/<tenant_id>/kms")
-def show(tenant_id: str):
-    return json_response(200, service.config_view(tenant_id))
+def show():
+    return json_response(200, service.config_view(routed_tenant(app)))
 
 
 @app.get("/tenants/<tenant_id>/kms/onboarding")
-def onboarding_answer(tenant_id: str):
+def onboarding_answer():
     """What the customer trusts so that this tenant, and no other, may use their key."""
-    return json_response(200, onboarding(settings, tenant_id, iso(service.clock())))
+    return json_response(200, onboarding(settings, routed_tenant(app), iso(service.clock())))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle_admin(app, event, context, settings)
+    return handle_admin(app, event, context, settings, service.clock)

@@ -4,7 +4,7 @@ by anyone from that moment, the operator included."""
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.api import admin_resolver, current_caller, handle_admin, no_content
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, no_content, routed_tenant
 from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
@@ -16,8 +16,8 @@ app = admin_resolver()
 
 
 @app.delete("/tenants/<tenant_id>")
-def erase(tenant_id: str):
-    service.erase(tenant_id, actor=current_caller(app).actor)
+def erase():
+    service.erase(routed_tenant(app), actor=current_caller(app).actor)
     return no_content()
 
 
@@ -25,4 +25,4 @@ def erase(tenant_id: str):
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle_admin(app, event, context, settings)
+    return handle_admin(app, event, context, settings, service.clock)

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, no_content
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, no_content, routed_tenant
 from tenant_kms.errors import InvalidRequest
 from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
@@ -16,20 +16,20 @@ app = admin_resolver()
 
 
 @app.post("/tenants/<tenant_id>/keys")
-def provision(tenant_id: str):
-    return json_response(201, service.provision(tenant_id, actor=current_caller(app).actor))
+def provision():
+    return json_response(201, service.provision(routed_tenant(app), actor=current_caller(app).actor))
 
 
 @app.get("/tenants/<tenant_id>/keys")
-def list_versions(tenant_id: str):
-    return json_response(200, {"versions": service.list_versions(tenant_id)})
+def list_versions():
+    return json_response(200, {"versions": service.list_versions(routed_tenant(app))})
 
 
 @app.delete("/tenants/<tenant_id>/keys/<version>")
-def destroy(tenant_id: str, version: int):
+def destroy(version: int):
     if version < 1:
         raise InvalidRequest("version must be a positive whole number")
-    service.destroy_version(tenant_id, version, actor=current_caller(app).actor)
+    service.destroy_version(routed_tenant(app), version, actor=current_caller(app).actor)
     return no_content()
 
 
@@ -37,4 +37,4 @@ def destroy(tenant_id: str, version: int):
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle_admin(app, event, context, settings)
+    return handle_admin(app, event, context, settings, service.clock)

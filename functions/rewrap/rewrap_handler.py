@@ -4,7 +4,7 @@ API (202, resumable), and for every tenant with pending records on the schedule.
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.observability import logger, metrics
 from tenant_kms.schedule import deadline, is_scheduled, run_until_deadline
 from tenant_kms.service import TenantKms
@@ -17,8 +17,10 @@ app = admin_resolver()
 
 
 @app.post("/tenants/<tenant_id>/rewrap")
-def rewrap(tenant_id: str):
-    progress = service.rewrap(tenant_id, actor=current_caller(app).actor, should_stop=deadline(app.lambda_context))
+def rewrap():
+    progress = service.rewrap(
+        routed_tenant(app), actor=current_caller(app).actor, should_stop=deadline(app.lambda_context)
+    )
     return json_response(202, progress)
 
 
@@ -31,4 +33,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         return run_until_deadline(
             service.tenants_pending_rewrap(), lambda t: service.rewrap(t, actor="schedule", should_stop=stop), context
         )
-    return handle_admin(app, event, context, settings)
+    return handle_admin(app, event, context, settings, service.clock)

@@ -5,7 +5,7 @@ every minute, re-poll the sealed tenants, so a restored grant unseals within a m
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response
+from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.observability import logger, metrics
 from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled, run_until_deadline
 from tenant_kms.service import TenantKms
@@ -18,13 +18,13 @@ app = admin_resolver()
 
 
 @app.post("/tenants/<tenant_id>/kms/verify")
-def verify(tenant_id: str):
-    return json_response(200, service.verify(tenant_id, actor=current_caller(app).actor))
+def verify():
+    return json_response(200, service.verify(routed_tenant(app), actor=current_caller(app).actor))
 
 
 @app.post("/tenants/<tenant_id>/kms/unseal")
-def unseal(tenant_id: str):
-    return json_response(200, service.unseal(tenant_id, actor=current_caller(app).actor))
+def unseal():
+    return json_response(200, service.unseal(routed_tenant(app), actor=current_caller(app).actor))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -35,4 +35,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         return run_until_deadline(service.sealed_tenants(), service.repoll, context, budget_ms=REPOLL_BUDGET_MS)
     if is_scheduled(event):
         return run_until_deadline(service.tenants(), lambda t: service.verify(t, actor="schedule"), context)
-    return handle_admin(app, event, context, settings)
+    return handle_admin(app, event, context, settings, service.clock)

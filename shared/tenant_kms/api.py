@@ -1,8 +1,12 @@
 """The admin HTTP API's shared plumbing: who the caller is, what they may touch, and how
-every error becomes a response (DESIGN §3). Routes themselves live in the functions.
+every error becomes a response. Routes themselves live in the functions.
 
-Authentication and body limits are checked before routing, so a caller without claims
-learns nothing about routes and an oversized body is never parsed.
+Authentication, the routed tenant, step-up and body limits are checked before routing, so a
+caller without claims learns nothing about routes and an oversized body is never parsed.
+
+The tenant a request acts on is the one API Gateway routed (``pathParameters``, decoded
+once), never a re-reading of the path: a named stage prefixes rawPath, and the path still
+holds the percent-encoding. Handlers get it with ``routed_tenant(app)``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -26,6 +32,7 @@ from tenant_kms.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    StepUpRequired,
     TenantKmsError,
     Unauthorized,
     UnsupportedMediaType,
@@ -57,6 +64,17 @@ PUBLIC_ROUTES = (
     ("GET", "/.well-known/openid-configuration"),
     ("GET", "/.well-known/jwks.json"),
 )
+# Routes that change what protects a tenant's keys need a fresh login (RFC 9470): the
+# Settings field holding each one's maximum login age.
+STEP_UP_ROUTES = {
+    "PUT /tenants/{tenant_id}/kms": "step_up_max_age_seconds",
+    "POST /tenants/{tenant_id}/keys": "step_up_max_age_seconds",
+    "DELETE /tenants/{tenant_id}/keys/{version}": "step_up_max_age_seconds",
+    "DELETE /tenants/{tenant_id}": "step_up_max_age_seconds",
+    "POST /tenants/{tenant_id}/kms/unseal": "unseal_step_up_max_age_seconds",
+}
+# How far an identity provider's clock may run ahead of ours.
+AUTH_TIME_SKEW_SECONDS = 60
 _ROUTE_PATTERNS = [
     (method, re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "/?$")) for method, path in ADMIN_ROUTES
 ]
@@ -67,6 +85,7 @@ class Caller:
     actor: str
     tenant_id: str | None
     scopes: frozenset[str]
+    auth_time: Any = None  # the claim as the authorizer passed it (JWT claims arrive as strings)
 
     def may_act_on(self, tenant_id: str) -> bool:
         if OPERATOR_SCOPE in self.scopes:
@@ -91,12 +110,43 @@ def caller_of(event: dict[str, Any], authorizer: str = "jwt") -> Caller:
         scopes = frozenset(str(raw_scope).strip("[]").replace(",", " ").split())
     actor = str(claims.get("sub") or claims.get("client_id") or claims.get("username") or "unknown")
     tenant_id = claims.get("tenant_id")
-    return Caller(actor=actor, tenant_id=str(tenant_id) if tenant_id else None, scopes=scopes)
+    return Caller(
+        actor=actor,
+        tenant_id=str(tenant_id) if tenant_id else None,
+        scopes=scopes,
+        auth_time=claims.get("auth_time"),
+    )
 
 
-def _path_tenant(event: dict[str, Any]) -> str | None:
-    match = re.match(r"^/tenants/([^/]*)(?:/|$)", event.get("rawPath") or "")
-    return unquote(match.group(1)) if match else None
+def routed_tenant_of(event: dict[str, Any]) -> str | None:
+    """The tenant API Gateway routed the request to, validated; None on a route without one."""
+    tenant_id = (event.get("pathParameters") or {}).get("tenant_id")
+    if tenant_id is None:
+        return None
+    if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
+        raise InvalidRequest("tenant_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return tenant_id
+
+
+def _login_time(auth_time: Any) -> float | None:
+    if isinstance(auth_time, bool):
+        return None
+    if isinstance(auth_time, str) and re.fullmatch(r"\d{1,12}", auth_time.strip()):
+        return float(auth_time)
+    if isinstance(auth_time, int | float) and math.isfinite(auth_time):
+        return float(auth_time)
+    return None
+
+
+def require_fresh_login(caller: Caller, max_age: int, now: float) -> None:
+    """RFC 9470: the login behind the token is no older than ``max_age`` seconds."""
+    login = _login_time(caller.auth_time)
+    if login is None:
+        raise StepUpRequired("this route needs claim auth_time: log in again", max_age)
+    if login > now + AUTH_TIME_SKEW_SECONDS:
+        raise StepUpRequired("claim auth_time lies in the future: log in again", max_age)
+    if now - login > max_age:
+        raise StepUpRequired(f"this route needs a login from the last {max_age} seconds: log in again", max_age)
 
 
 def _body_size(event: dict[str, Any]) -> int:
@@ -111,8 +161,30 @@ def _body_size(event: dict[str, Any]) -> int:
 
 def _error_response(error: TenantKmsError) -> Response:
     return Response(
-        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.as_body())
+        status_code=error.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(error.as_body()),
+        headers=error.headers or None,
     )
+
+
+def _declared_route_key(route: Any) -> str | None:
+    """``METHOD /path/{param}`` of a route registered under /tenants/; None for any other."""
+    if route is None or not route.path.startswith("/tenants/") or not route.rule.groups:
+        return None  # the not-found route matches the request's own path and has no groups
+    return f"{route.method} {route.openapi_path}"
+
+
+def _tenant_was_checked(app: APIGatewayHttpResolver, next_middleware: Callable) -> Response:
+    """Fail closed: a tenant route runs only when it is the route API Gateway routed and whose
+    tenant was checked before routing."""
+    route_key = _declared_route_key(app.context.get("_route"))
+    if route_key is not None and (
+        app.context.get("routed_tenant") is None or app.context.get("route_key") != route_key
+    ):
+        event = app.current_event
+        raise NotFound(f"no route for {event.http_method.upper()} {event.path}")
+    return next_middleware(app)
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -125,6 +197,7 @@ def no_content() -> Response:
 
 def admin_resolver() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
+    app.use(middlewares=[_tenant_was_checked])
 
     @app.exception_handler(TenantKmsError)
     def _domain_error(error: TenantKmsError) -> Response:
@@ -153,17 +226,28 @@ def current_caller(app: APIGatewayHttpResolver) -> Caller:
     return app.context["caller"]
 
 
-def handle_admin(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, settings: Settings) -> dict:
+def routed_tenant(app: APIGatewayHttpResolver) -> str:
+    """The tenant the current request acts on: checked against the caller before routing."""
+    return app.context["routed_tenant"]
+
+
+def handle_admin(
+    app: APIGatewayHttpResolver,
+    event: dict[str, Any],
+    context: Any,
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+) -> dict:
     """Authenticate, authorise and bound the request, then route it."""
     max_body_bytes = settings.max_body_bytes
+    route_key = event.get("routeKey")
     try:
         caller = caller_of(event, settings.admin_authorizer)
-        tenant_id = _path_tenant(event)
-        if tenant_id is not None:
-            if not _TENANT_ID.match(tenant_id):
-                raise InvalidRequest("tenant_id must be 1-64 letters, digits, '.', '_' or '-'")
-            if not caller.may_act_on(tenant_id):
-                raise Forbidden(f"caller may not act on tenant {tenant_id}")
+        tenant_id = routed_tenant_of(event)
+        if tenant_id is not None and not caller.may_act_on(tenant_id):
+            raise Forbidden(f"caller may not act on tenant {tenant_id}")
+        if route_key in STEP_UP_ROUTES:
+            require_fresh_login(caller, getattr(settings, STEP_UP_ROUTES[route_key]), clock())
         if _body_size(event) > max_body_bytes:
             raise PayloadTooLarge(f"body exceeds {max_body_bytes} bytes")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
@@ -173,9 +257,9 @@ def handle_admin(app: APIGatewayHttpResolver, event: dict[str, Any], context: An
     except TenantKmsError as error:
         return {
             "statusCode": error.status,
-            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "headers": {"Content-Type": content_types.APPLICATION_JSON, **error.headers},
             "body": json.dumps(error.as_body()),
             "isBase64Encoded": False,
         }
-    app.append_context(caller=caller)
+    app.append_context(caller=caller, routed_tenant=tenant_id, route_key=route_key)
     return app.resolve(event, context)

@@ -12,6 +12,7 @@ class TenantKmsError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}  # extra HTTP response headers
 
     def as_body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
@@ -27,6 +28,16 @@ class StaticCredentialsRejected(TenantKmsError):
 
 class Unauthorized(TenantKmsError):
     code, status = "unauthorized", 401
+
+
+class StepUpRequired(TenantKmsError):
+    """The route needs a more recent login than the token shows (RFC 9470)."""
+
+    code, status = "step_up_required", 401
+
+    def __init__(self, message: str, max_age: int) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": f'Bearer error="insufficient_user_authentication", max_age={max_age}'}
 
 
 class Forbidden(TenantKmsError):

@@ -62,6 +62,9 @@ class Settings:
     operator_azure_key_id: str = ""
     operator_azure_tenant_id: str = ""
     operator_azure_client_id: str = ""
+    # How recent a login the routes that change a tenant's key protection ask for (auth_time).
+    step_up_max_age_seconds: int = 300
+    unseal_step_up_max_age_seconds: int = 120
     # Which API Gateway authorizer's output carries the admin caller's claims.
     admin_authorizer: str = "jwt"
     # The one role every provider call runs as, in a session per tenant (empty: local runs
@@ -100,6 +103,8 @@ class Settings:
             operator_azure_key_id=env.get("OPERATOR_AZURE_KEY_ID", "").strip(),
             operator_azure_tenant_id=env.get("OPERATOR_AZURE_TENANT_ID", "").strip(),
             operator_azure_client_id=env.get("OPERATOR_AZURE_CLIENT_ID", "").strip(),
+            step_up_max_age_seconds=_int(env, "STEP_UP_MAX_AGE_SECONDS", 300, low=1, high=86400),
+            unseal_step_up_max_age_seconds=_int(env, "UNSEAL_STEP_UP_MAX_AGE_SECONDS", 120, low=1, high=86400),
             admin_authorizer=env.get("ADMIN_AUTHORIZER", "").strip() or "jwt",
             key_wrapping_role_arn=env.get("KEY_WRAPPING_ROLE_ARN", "").strip(),
             federation_issuer_url=env.get("FEDERATION_ISSUER_URL", "").strip().rstrip("/"),

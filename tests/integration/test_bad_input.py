@@ -6,7 +6,7 @@ import json
 
 import pytest
 from local_gateway import http_event
-from support import Function, b64, http_sample, invoke_sample, snapshot_tables
+from support import Function, api_event, b64, http_sample, invoke_sample, snapshot_tables
 from testenv import TABLES
 
 PUT = "configure_put_global"
@@ -102,7 +102,6 @@ def test_bad_http_input_is_a_clear_4xx_and_changes_nothing(configured, case):
         ("PATCH", "/tenants/{t}/kms", 405, "method_not_allowed"),
         ("PUT", "/tenants/{t}/keys", 405, "method_not_allowed"),
         ("GET", "/tenants/{t}/rewrap", 405, "method_not_allowed"),
-        ("GET", "/tenants/bad%20tenant!/kms", 400, "invalid_request"),
     ],
 )
 def test_unknown_routes_and_methods_answer_with_the_error_model(configured, method, path, status, code):
@@ -111,6 +110,15 @@ def test_unknown_routes_and_methods_answer_with_the_error_model(configured, meth
     event = http_event(method, path.replace("{t}", configured), claims=claims)
     answer, body = Function("configure").http(event)  # the $default route's function
     assert (answer, body["error"]["code"]) == (status, code)
+    assert snapshot_tables(TABLES) == before
+
+
+def test_a_routed_tenant_outside_the_pattern_is_400(configured):
+    before = snapshot_tables(TABLES)
+    claims = {"sub": "ops", "scope": "tenant-kms/operator"}
+    event = api_event("GET", "/tenants/{tenant_id}/kms", "bad%20tenant!", stage="prod", claims=claims)
+    answer, body = Function("configure").http(event)
+    assert (answer, body["error"]["code"]) == (400, "invalid_request")
     assert snapshot_tables(TABLES) == before
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from build_bundle import SAM
-from support import sample
+from support import fresh_sample
 
 RUNNER = """
 import json, sys
@@ -59,7 +59,7 @@ def invoke(build_dir: Path, function: str, event_name: str, *, only_global_tenan
     layers = f"{build_dir / 'CoreLayer' / 'python'}:{build_dir / 'ProvidersLayer' / 'python'}"
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", RUNNER, str(build_dir / function), layers, handler],
-        input=json.dumps(sample(event_name)),
+        input=json.dumps(fresh_sample(event_name)),
         capture_output=True,
         text=True,
         timeout=120,

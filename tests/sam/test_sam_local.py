@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from dynamodb_local import DynamoDBLocal, free_port
 from local_tables import create_tables
 from moto.core.authorization import enable_iam_authentication
 from sam_local import SAM, SamLocal, stop, wait_listening, write_env_vars, write_local_template
-from support import EVENTS, assert_no_key_material, http_sample, run_readme_block, snapshot_tables
+from support import EVENTS, assert_no_key_material, fresh_sample, http_sample, run_readme_block, snapshot_tables
 
 pytestmark = pytest.mark.sam
 
@@ -203,7 +204,12 @@ def stack(invoke_image, container_dynamodb, aws_accounts, tmp_path_factory) -> S
 def invoke(stack: Stack, function: str, event_name: str | Path) -> dict[str, Any]:
     """`sam local invoke` of one function (built template) with one sample event (or an event
     file); its answer."""
-    event = event_name if isinstance(event_name, Path) else EVENTS / f"{event_name}.json"
+    if isinstance(event_name, Path):
+        event = event_name
+    else:  # the sample, its login made fresh
+        event = stack.deployed.build_dir.parent / "events" / f"{event_name}.json"
+        event.parent.mkdir(exist_ok=True)
+        event.write_text(json.dumps(fresh_sample(event_name)))
     result = stack.deployed.invoke(function, event)
     stack.logs.append(result.stderr)  # the answer is on stdout, the logs on stderr
     logs = result.stderr[-4000:]
@@ -353,8 +359,8 @@ def serving(local: SamLocal, command: str) -> Iterator[str]:
 
 def request(url: str, method: str = "GET", *, claims: Any = None, raw_claims: str | None = None, body: Any = None):
     headers = {"Content-Type": "application/json"}
-    if claims is not None:
-        headers["X-Local-Claims"] = json.dumps(claims)
+    if claims is not None:  # the caller logged in just now
+        headers["X-Local-Claims"] = json.dumps({**claims, "auth_time": int(time.time())})
     if raw_claims is not None:
         headers["X-Local-Claims"] = raw_claims
     data = json.dumps(body).encode() if body is not None else None
