@@ -47,8 +47,9 @@ def call(method: str, route: str, segment: str, claims: dict, *, stage: str, fun
 
 
 def stored_tenant_ids() -> set[str]:
+    """The tenant of every stored item (a partition such as ``<tenant>#external-id`` names one)."""
     return {
-        item["tenant_id"]["S"]
+        item["tenant_id"]["S"].split("#", 1)[0]
         for items in snapshot_tables(TABLES).values()
         for item in items
         if "tenant_id" in item and "S" in item["tenant_id"]
