@@ -27,7 +27,7 @@ from kms_wrapping.base import (
     WrapContext,
     WrappedKey,
 )
-from kms_wrapping.identity import TenantSessions
+from kms_wrapping.identity import TenantSessions, refreshable_credentials
 
 _KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<id>.+)$"
@@ -218,13 +218,7 @@ def assumed_role_session(
             )
         except Exception as exc:
             raise _normalise(exc, "AssumeRole") from None
-        credentials = answer["Credentials"]
-        return {
-            "access_key": credentials["AccessKeyId"],
-            "secret_key": credentials["SecretAccessKey"],
-            "token": credentials["SessionToken"],
-            "expiry_time": credentials["Expiration"].isoformat(),
-        }
+        return refreshable_credentials(answer)
 
     core = botocore.session.get_session()
     # botocore refreshes these ahead of expiry (advisory 15 min, mandatory 10 min).

@@ -31,6 +31,17 @@ SESSION_SECONDS = 3600
 SERVICE_SESSION = "@service"
 
 
+def refreshable_credentials(assume_role_answer: dict[str, Any]) -> dict[str, str]:
+    """An AssumeRole answer in the form botocore's refreshable credentials take."""
+    credentials = assume_role_answer["Credentials"]
+    return {
+        "access_key": credentials["AccessKeyId"],
+        "secret_key": credentials["SecretAccessKey"],
+        "token": credentials["SessionToken"],
+        "expiry_time": credentials["Expiration"].isoformat(),
+    }
+
+
 def wrapping_session_name(tenant_id: str) -> str:
     """One-to-one: tenant ids never contain '=', and STS wants at least two characters."""
     return tenant_id if len(tenant_id) >= 2 else "=" + tenant_id
@@ -95,13 +106,7 @@ class TenantSessions:
                 # Throttled, expired or refused: our role, our credentials, never the customer's say.
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
                 raise ProviderUnavailable(f"AssumeRole into the key-wrapping role failed: {code}") from None
-            credentials = answer["Credentials"]
-            return {
-                "access_key": credentials["AccessKeyId"],
-                "secret_key": credentials["SecretAccessKey"],
-                "token": credentials["SessionToken"],
-                "expiry_time": credentials["Expiration"].isoformat(),
-            }
+            return refreshable_credentials(answer)
 
         core = botocore.session.get_session()
         core._credentials = DeferredRefreshableCredentials(refresh_using=fetch, method="sts-assume-role")
