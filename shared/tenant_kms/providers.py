@@ -7,23 +7,93 @@ its tenants use.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from kms_wrapping import KeyWrapper, ProviderRegistry
-from tenant_kms.settings import Settings, decode_master_key
+from tenant_kms.settings import ConfigurationError, Settings, decode_master_keys
 
 BYOK_PREFIX = "customer_kms_"
+# How long an instance keeps its copy of the master key secret. A key id it does not know is
+# fetched afresh at once anyway (another instance saw the rotation first).
+MASTER_KEY_MAX_AGE_SECONDS = 300
+CURRENT_STAGE, PREVIOUS_STAGE = "AWSCURRENT", "AWSPREVIOUS"
 
 
-def load_master_key(settings: Settings) -> bytes:
-    """The global wrapping key: ``MASTER_KEY_B64`` when set, else the named Secrets Manager secret."""
+class MasterKeySecret:
+    """The master key ring from the Secrets Manager secret: ``AWSCURRENT``'s keys first, then
+    ``AWSPREVIOUS``'s (absent until the secret's first rotation). Each stage's value is one
+    base64 key or several separated by commas, like ``MASTER_KEY_B64``."""
+
+    def __init__(self, secret_id: str, *, max_age: int = MASTER_KEY_MAX_AGE_SECONDS) -> None:
+        self._secret_id = secret_id
+        self._max_age = max_age
+        self._stages: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._no_previous_until = 0.0
+
+    def _value(self, stage: str, force: bool) -> str:
+        with self._lock:
+            if stage not in self._stages:
+                from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+                # One provider per stage: Powertools caches a secret by name alone, whatever VersionStage asked for.
+                self._stages[stage] = SecretsProvider()
+            provider = self._stages[stage]
+        value = provider.get(self._secret_id, max_age=self._max_age, force_fetch=force, VersionStage=stage)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def _previous(self, force: bool) -> str | None:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        if not force and time.monotonic() < self._no_previous_until:
+            return None
+        try:
+            return self._value(PREVIOUS_STAGE, force)
+        except GetParameterError as exc:
+            if "ResourceNotFoundException" not in str(exc):
+                raise
+            # Not rotated yet: remember that as long as a value would be kept.
+            self._no_previous_until = time.monotonic() + self._max_age
+            return None
+
+    def __call__(self, force: bool = False) -> list[bytes]:
+        source = f"secret MASTER_KEY_SECRET_ID={self._secret_id}"
+        keys = decode_master_keys(self._value(CURRENT_STAGE, force), f"{source} ({CURRENT_STAGE})")
+        previous = self._previous(force)
+        if previous is not None:
+            keys += decode_master_keys(previous, f"{source} ({PREVIOUS_STAGE})")
+        return list(dict.fromkeys(keys))
+
+
+def load_master_keys(settings: Settings, secret: MasterKeySecret | None = None, *, force: bool = False) -> list[bytes]:
+    """The global master key ring, current first: ``MASTER_KEY_B64`` when set, else the secret."""
     if settings.master_key_b64:
-        return decode_master_key(settings.master_key_b64, "MASTER_KEY_B64")
-    from aws_lambda_powertools.utilities import parameters
+        return decode_master_keys(settings.master_key_b64, "MASTER_KEY_B64")
+    return (secret or MasterKeySecret(settings.master_key_secret_id))(force)
 
-    secret = parameters.get_secret(settings.master_key_secret_id, max_age=3600)
-    return decode_master_key(str(secret), f"secret MASTER_KEY_SECRET_ID={settings.master_key_secret_id}")
+
+def master_key_source(settings: Settings) -> Callable[[bool], list[bytes]]:
+    """The ring for the global adapter; a secret that cannot be read is an outage, never a refusal."""
+    from kms_wrapping import ProviderUnavailable
+
+    if settings.master_key_b64:
+        fixed = decode_master_keys(settings.master_key_b64, "MASTER_KEY_B64")
+        return lambda _force: fixed
+    secret = MasterKeySecret(settings.master_key_secret_id)
+
+    def keys(force: bool) -> list[bytes]:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        try:
+            return secret(force)
+        except ConfigurationError as exc:
+            raise ProviderUnavailable(str(exc)) from None
+        except GetParameterError as exc:
+            raise ProviderUnavailable(f"the master key secret could not be read: {str(exc)[:200]}") from None
+
+    return keys
 
 
 def _aws_client_config(settings: Settings) -> Any:
@@ -131,10 +201,12 @@ def build_registry(settings: Settings, identities: Identities | None = None) -> 
     registry = ProviderRegistry()
     identities = identities or Identities(settings)
 
+    master_keys = master_key_source(settings)
+
     def global_wrap(_config: dict, _tenant_id: str) -> KeyWrapper:
         from kms_wrapping.global_wrap import GlobalKeyWrapper
 
-        return GlobalKeyWrapper(master_key=load_master_key(settings))
+        return GlobalKeyWrapper(master_keys=master_keys)
 
     def operator_kms_aws(_config: dict, tenant_id: str) -> KeyWrapper:
         from kms_wrapping.aws_kms import operator_wrapper

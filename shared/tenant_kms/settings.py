@@ -118,7 +118,7 @@ class Settings:
         if not settings.master_key_b64 and not settings.master_key_secret_id:
             raise ConfigurationError("set MASTER_KEY_SECRET_ID (deployments) or MASTER_KEY_B64 (local runs)")
         if settings.master_key_b64:
-            decode_master_key(settings.master_key_b64, "MASTER_KEY_B64")
+            decode_master_keys(settings.master_key_b64, "MASTER_KEY_B64")
         if any(not re.fullmatch(r"\d{12}", a) for a in settings.customer_account_ids):
             raise ConfigurationError("setting CUSTOMER_ACCOUNT_IDS must be comma-separated 12-digit account ids")
         if settings.operator_kms_aws_key_arn and not re.fullmatch(
@@ -152,3 +152,13 @@ def decode_master_key(encoded: str, source: str) -> bytes:
     if len(key) != 32:
         raise ConfigurationError(f"{source} must decode to 32 bytes, got {len(key)}")
     return key
+
+
+def decode_master_keys(encoded: str, source: str) -> list[bytes]:
+    """One base64 master key, or several separated by commas, the current one first."""
+    parts = [part.strip() for part in encoded.split(",")]
+    if len(parts) == 1:
+        return [decode_master_key(parts[0], source)]
+    if not all(parts):
+        raise ConfigurationError(f"{source} has an empty entry in its comma-separated keys")
+    return [decode_master_key(part, f"{source} (key {number})") for number, part in enumerate(parts, 1)]

@@ -156,6 +156,10 @@ class AwsKmsWrapper(KeyWrapper):
             and (answered["account"], answered["region"]) == (self._key["account"], self._key["region"])
         )
 
+    def current_key_id(self, tenant_id: str) -> str:
+        # A key ARN is what KMS answers; an alias may point at another key by now: ask.
+        return self._key_arn if self._key["kind"] == "key" else super().current_key_id(tenant_id)
+
     def _wrap(self, plaintext: bytes, context: WrapContext) -> WrappedKey:
         try:
             answer = self._kms.encrypt(

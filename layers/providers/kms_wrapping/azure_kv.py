@@ -250,6 +250,10 @@ class AzureKeyVaultWrapper(KeyWrapper):
     def _operation(self, kid: str, operation: str) -> str:
         return f"{kid.removeprefix(self._vault)}/{operation}"
 
+    def current_key_id(self, tenant_id: str) -> str:
+        # A versioned key id pins its version; an unversioned one names the key's latest version.
+        return self._key_id if self._version else self._read_key(f"/keys/{self._name}")[0]
+
     def _wrap(self, plaintext: bytes, context: WrapContext) -> WrappedKey:
         if self._version:
             kid = self._key_id

@@ -86,6 +86,12 @@ class KeyWrapper(ABC):
             raise KeyAccessRefused("probe round trip returned a different key")
         return wrapped.key_id
 
+    def current_key_id(self, tenant_id: str) -> str:
+        """The resolved id a wrap made now would record: a version recording another one is
+        held under a key that is no longer current. Adapters that know it without a call say so."""
+        context = WrapContext(tenant_id=tenant_id, version=0, purpose="current-key-id")
+        return self.wrap(secrets.token_bytes(TMK_BYTES), context).key_id
+
     @abstractmethod
     def _wrap(self, plaintext: bytes, context: WrapContext) -> WrappedKey: ...
 
