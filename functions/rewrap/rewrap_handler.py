@@ -1,11 +1,15 @@
 """Moves records from retired key versions to the active one: per tenant from the admin
-API (202, resumable), and for every tenant with pending records on the schedule."""
+API (202, resumable), and for every tenant with pending records on the schedule. The
+scheduled run then re-wraps every key version held under a wrapping key that is no longer
+current; the operator triggers that part alone by invoking this function directly with
+{"job": "rewrap_wrapping_keys"}."""
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.observability import logger, metrics
+from tenant_kms.rotation import WrappingKeyRotation, is_key_rewrap
 from tenant_kms.schedule import deadline, is_scheduled, run_until_deadline
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
@@ -13,6 +17,7 @@ from tenant_kms.tracing import tracer
 
 settings = Settings.from_env()
 service = TenantKms(settings)
+rotation = WrappingKeyRotation(service)
 app = admin_resolver()
 
 
@@ -28,9 +33,12 @@ def rewrap():
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if is_key_rewrap(event):
+        return rotation.run(actor="operator", should_stop=deadline(context))
     if is_scheduled(event):
         stop = deadline(context)
-        return run_until_deadline(
+        summary = run_until_deadline(
             service.tenants_pending_rewrap(), lambda t: service.rewrap(t, actor="schedule", should_stop=stop), context
         )
+        return {**summary, "wrapping_keys": rotation.run(actor="schedule", should_stop=stop)}
     return handle_admin(app, event, context, settings, service.clock)

@@ -59,6 +59,7 @@ class KeyVersion(Model):
     created_at = UnicodeAttribute()
     retired_at = UnicodeAttribute(null=True)
     destroyed_at = UnicodeAttribute(null=True)
+    rewrapped_at = UnicodeAttribute(null=True)  # last moved to its config's current wrapping key
 
 
 class TenantRecord(Model):

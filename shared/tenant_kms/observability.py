@@ -10,19 +10,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tenant_kms.errors import TenantKmsError
 
 SERVICE = "tenant-kms"
+NAMESPACE = "TenantKMS"
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="TenantKMS", service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_for(name: str, value: float, **dimensions: str) -> None:
+    """A count with dimensions of its own (e.g. per provider), emitted at once."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=NAMESPACE,
+        default_dimensions={"service": SERVICE, **dimensions},
+    ):
+        pass
 
 
 def milliseconds(name: str, value: float) -> None:

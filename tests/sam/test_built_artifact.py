@@ -114,10 +114,10 @@ def test_every_function_runs_from_the_built_artifact_with_its_sample_events(buil
 
     status, progress = http(invoke(build_dir, "RewrapFunction", "rewrap_post"))
     assert (status, progress["migrated"], progress["complete"]) == (202, 1, True)
-    assert "acme" not in {
-        f["tenant_id"]
-        for f in invoke(build_dir, "RewrapFunction", "rewrap_scheduled", only_global_tenants=False)["failed"]
-    }
+    scheduled = invoke(build_dir, "RewrapFunction", "rewrap_scheduled", only_global_tenants=False)
+    assert "acme" not in {f["tenant_id"] for f in scheduled["failed"] + scheduled["wrapping_keys"]["failed"]}
+    rotated = invoke(build_dir, "RewrapFunction", "rewrap_wrapping_keys", only_global_tenants=False)
+    assert "acme" not in {f["tenant_id"] for f in rotated["failed"]}
     got = invoke(build_dir, "TenantDataFunction", "tenant_data_get")
     assert (got["value_b64"], got["version"]) == ("aHVudGVyMg==", 2)
     assert invoke(build_dir, "TenantDataFunction", "tenant_data_delete") == {

@@ -261,7 +261,11 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
 
     status, progress = http(call("RewrapFunction", "rewrap_post"))
     assert (status, progress["migrated"], progress["complete"]) == (202, 1, True)
-    assert call("RewrapFunction", "rewrap_scheduled") == {"tenants_done": 0, "failed": [], "results": []}
+    scheduled = call("RewrapFunction", "rewrap_scheduled")
+    assert (scheduled["tenants_done"], scheduled["failed"], scheduled["results"]) == (0, [], [])
+    keys = scheduled["wrapping_keys"]  # acme's two versions are on the current master key
+    assert (keys["checked"], keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (2, 0, 0, [])
+    assert call("RewrapFunction", "rewrap_wrapping_keys")["complete"] is True
 
     assert call("TenantDataFunction", "tenant_data_get") == {
         "name": "db-admin-password",
