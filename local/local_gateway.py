@@ -7,6 +7,9 @@ that API Gateway's JWT authorizer verified.
 
 Direct-invoke functions answer ``POST /2015-03-31/functions/<LogicalId>/invocations``,
 the path the AWS SDK's Lambda client uses, so internal callers can point at this runner.
+The admin API and the invoke API are served on separate ports, as `sam local start-api` and
+`start-lambda` serve them, and every refusal is answered as those answer it (the test
+tests/sam/test_runner_parity.py holds the two side by side): every request gets an answer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,12 +70,13 @@ class Route:
     function: str
     pattern: re.Pattern[str]
     names: tuple[str, ...]
+    authorized: bool = True  # behind the API's default authorizer (not `Auth: {Authorizer: NONE}`)
 
 
-def _route(method: str, path: str, function: str) -> Route:
+def _route(method: str, path: str, function: str, *, authorized: bool = True) -> Route:
     names = tuple(re.findall(r"\{([^}]+)\}", path))
     pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "([^/]+)", path) + "$")
-    return Route(method.upper(), path, function, pattern, names)
+    return Route(method.upper(), path, function, pattern, names, authorized)
 
 
 def routes_from_template(template: dict[str, Any] | None = None) -> tuple[list[Route], str | None]:
@@ -88,7 +93,8 @@ def routes_from_template(template: dict[str, Any] | None = None) -> tuple[list[R
             if "Path" not in props:
                 default = logical_id
             else:
-                routes.append(_route(props["Method"], props["Path"], logical_id))
+                authorized = (props.get("Auth") or {}).get("Authorizer") != "NONE"
+                routes.append(_route(props["Method"], props["Path"], logical_id, authorized=authorized))
     return routes, default
 
 
@@ -169,6 +175,39 @@ def http_event(
     return event
 
 
+Answer = tuple[int, dict[str, str], bytes]
+JSON = "application/json"
+
+
+def gateway_answer(status: int, message: str) -> Answer:
+    """An answer API Gateway itself gives, before or instead of a function's."""
+    return status, {"Content-Type": JSON}, json.dumps({"message": message}, separators=(",", ":")).encode()
+
+
+def lambda_error(status: int, error_type: str, kind: str, message: str) -> Answer:
+    """A refusal of the invoke API, as `sam local start-lambda` gives it (Lambda's shape: the
+    x-amzn-errortype header the AWS SDK reads, and {"Type", "Message"})."""
+    body = json.dumps({"Type": kind, "Message": message}).encode()
+    return status, {"Content-Type": JSON, "x-amzn-errortype": error_type}, body
+
+
+def claims_of(raw: str) -> dict[str, Any] | None:
+    """The claims in an X-Local-Claims value: a non-empty JSON object, else none at all (the
+    function then answers 401, as it does under sam local's LocalClaimsAuthorizer)."""
+    try:
+        claims = json.loads(raw)
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) and claims else None
+
+
+def function_name_of(identifier: str) -> str:
+    """The function an invoke path names: a name, name:qualifier, or a (partial) function ARN."""
+    if ":function:" in identifier:
+        identifier = identifier.split(":function:", 1)[1]
+    return identifier.split(":", 1)[0]
+
+
 class Gateway:
     def __init__(self, template: dict[str, Any] | None = None) -> None:
         template = template or load_template()
@@ -186,26 +225,16 @@ class Gateway:
                 return route, {name: unquote(value) for name, value in zip(route.names, found.groups(), strict=True)}
         return None, {}
 
-    def handle_http(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+    def handle_http(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        """The admin API, as API Gateway answers it: the authorizer first, then the function."""
         split = urlsplit(target)
-        invoke = INVOKE_PATH.match(split.path)
-        if invoke and method == "POST":
-            return self.invoke(invoke.group(1), body)
         route, params = self.match(method, split.path)
         function = route.function if route else self.default_function
-        claims = None
         raw_claims = {k.lower(): v for k, v in headers.items()}.get(CLAIMS_HEADER)
-        if raw_claims:
-            try:
-                claims = json.loads(raw_claims)
-            except ValueError:
-                return (
-                    400,
-                    {"Content-Type": "application/json"},
-                    json.dumps(
-                        {"error": {"code": "invalid_request", "message": f"{CLAIMS_HEADER} must be JSON"}}
-                    ).encode(),
-                )
+        authorized = route.authorized if route else True  # $default sits behind the default authorizer
+        if authorized and not raw_claims:
+            # The authorizer's identity source is missing: no function runs.
+            return gateway_answer(401, "Unauthorized")
         forwarded = {k: v for k, v in headers.items() if k.lower() != CLAIMS_HEADER}
         event = http_event(
             method,
@@ -215,35 +244,104 @@ class Gateway:
             body=body,
             route=route,
             path_parameters=params,
-            claims=claims,
+            claims=claims_of(raw_claims) if authorized else None,
         )
-        result = self.modules[function].lambda_handler(event, LocalContext(function))
-        payload = result.get("body") or ""
-        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
-        return result["statusCode"], result.get("headers") or {}, data
+        try:
+            result = self.modules[function].lambda_handler(event, LocalContext(function))
+            payload = result.get("body") or ""
+            data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+            return int(result["statusCode"]), dict(result.get("headers") or {}), data
+        except Exception:  # a function that fails is API Gateway's 500, never a dropped connection
+            traceback.print_exc()
+            return gateway_answer(500, "Internal Server Error")
 
-    def invoke(self, function: str, body: bytes) -> tuple[int, dict, bytes]:
-        module = self.modules.get(function)
+    def handle_invoke(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        """The Lambda invoke API, refusals in the order and words of `sam local start-lambda`."""
+        split = urlsplit(target)
+        invoke = INVOKE_PATH.match(split.path)
+        if invoke is None:
+            return lambda_error(404, "PathNotFoundLocally", "LocalService", "PathNotFoundException")
+        if method != "POST":
+            return lambda_error(405, "MethodNotAllowedLocally", "LocalService", "MethodNotAllowedException")
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:  # UnicodeDecodeError included
+            return lambda_error(
+                400,
+                "InvalidRequestContent",
+                "User",
+                "Could not parse request body into json: No JSON object could be decoded",
+            )
+        if split.query:
+            return lambda_error(400, "InvalidRequestContent", "User", "Query Parameters are not supported")
+        headers = {k.lower(): v for k, v in headers.items()}
+        log_type = headers.get("x-amz-log-type", "None")
+        if log_type != "None":
+            message = f"log-type: {log_type} is not supported. None is only supported."
+            return lambda_error(501, "NotImplemented", "LocalService", message)
+        name = function_name_of(unquote(invoke.group(1)))
+        module = self.modules.get(name)
         if module is None:
-            return 404, {"Content-Type": "application/json"}, b'{"Message": "Function not found"}'
-        result = module.lambda_handler(json.loads(body or b"{}"), LocalContext(function))
-        return 200, {"Content-Type": "application/json"}, json.dumps(result).encode()
+            message = f"Function not found: arn:aws:lambda:us-west-2:012345678901:function:{name}"
+            return lambda_error(404, "ResourceNotFound", "User", message)
+        invocation_type = headers.get("x-amz-invocation-type", "RequestResponse")
+        if invocation_type == "Event":
+            threading.Thread(target=self._run, args=(name, module, payload), daemon=True).start()
+            return 202, {"Content-Type": JSON}, b""
+        if invocation_type != "RequestResponse":
+            message = (
+                f"invocation-type: {invocation_type} is not supported. Only Event and RequestResponse are supported."
+            )
+            return lambda_error(501, "NotImplemented", "LocalService", message)
+        result, failed = self._run(name, module, payload)
+        answer_headers = {"Content-Type": JSON}
+        if failed:
+            answer_headers["X-Amz-Function-Error"] = "Unhandled"
+        return 200, answer_headers, json.dumps(result).encode()
+
+    @staticmethod
+    def _run(name: str, module: ModuleType, payload: Any) -> tuple[Any, bool]:
+        """The function's result, or Lambda's account of its failure (with X-Amz-Function-Error)."""
+        context = LocalContext(name)
+        try:
+            return module.lambda_handler(payload, context), False
+        except Exception as error:  # Lambda reports a failed function, it does not drop the call
+            return {
+                "errorMessage": str(error),
+                "errorType": type(error).__name__,
+                "requestId": context.aws_request_id,
+                "stackTrace": traceback.format_tb(error.__traceback__),
+            }, True
 
 
-def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 3000) -> ThreadingHTTPServer:
+def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 3000, *, api: str = "http") -> ThreadingHTTPServer:
+    """``api`` "http" serves the admin API (as `sam local start-api`), "invoke" the Lambda invoke
+    API (as `sam local start-lambda`)."""
+    handle = {"http": gateway.handle_http, "invoke": gateway.handle_invoke}[api]
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _dispatch(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, headers, data = gateway.handle_http(self.command, self.path, dict(self.headers.items()), body)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self.send_error(400, "Bad Content-Length")
+                return
+            body = self.rfile.read(length) if length > 0 else b""
+            try:
+                status, headers, data = handle(self.command, self.path, dict(self.headers.items()), body)
+            except Exception:  # every request gets an answer
+                traceback.print_exc()
+                status, headers, data = gateway_answer(500, "Internal Server Error")
             self.send_response(status)
             for name, value in headers.items():
-                self.send_header(name, value)
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 

@@ -172,8 +172,8 @@ def main() -> None:
 
         configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64)
         gateway = Gateway()
-        serve(gateway, port=args.port)
-        serve(gateway, port=args.invoke_port)
+        serve(gateway, port=args.port, api="http")
+        serve(gateway, port=args.invoke_port, api="invoke")
     print(
         f"Tenant KMS admin API on http://127.0.0.1:{args.port}, Lambda invoke API on "
         f"http://127.0.0.1:{args.invoke_port} (global wrap, DynamoDB Local at {dynamodb.endpoint}, in memory).",

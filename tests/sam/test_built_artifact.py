@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from build_bundle import SAM
 from support import fresh_sample
 
 RUNNER = """
@@ -36,14 +35,8 @@ print("RESULT " + json.dumps({"result": result, "file": module.__file__, "sdk_mo
 
 
 @pytest.fixture(scope="module")
-def build_dir(tmp_path_factory) -> Path:
-    from build_bundle import build
-
-    target = tmp_path_factory.mktemp("sam-build")
-    result = build(target, sam=SAM)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Build Succeeded" in result.stdout
-    return target
+def build_dir(sam_build) -> Path:
+    return sam_build
 
 
 def invoke(build_dir: Path, function: str, event_name: str, *, only_global_tenants: bool = True) -> dict:
