@@ -26,6 +26,7 @@ import http.client
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,8 @@ CASES = [
         expected=(200, "not_found"),
     ),
 ]
+# One case for each function the cases reach under sam local.
+WARM_UP = ("unknown-route", "public-route-ignores-claims", "invoke-payload-list", "invoke-payload-string")
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +226,13 @@ def sam(invoke_image, sam_build, dynamodb_local, tmp_path_factory) -> Iterator[R
             if not wait_listening(port, process, timeout=120):  # a start-up bound, not a speed check
                 pytest.fail(f"sam local {command} did not listen: {log.read_text()[-4000:]}")
             ports[command] = port
-        yield Runner(api=ports["start-api"], invoke=ports["start-lambda"])
+        runner = Runner(api=ports["start-api"], invoke=ports["start-lambda"])
+        # Each function the cases reach (the authorizer too) starts its container now, side by
+        # side rather than one after another.
+        warming = [case for case in CASES if case.id in WARM_UP]
+        with ThreadPoolExecutor(len(warming)) as pool:
+            list(pool.map(lambda case: send(getattr(runner, case.port), case), warming))
+        yield runner
 
 
 @dataclass(frozen=True)
