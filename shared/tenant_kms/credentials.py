@@ -6,11 +6,11 @@ value, at any depth; a match is reported by its path, never by its value.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from tenant_kms.errors import StaticCredentialsRejected
+from tenant_kms import untrusted_json
+from tenant_kms.errors import InvalidRequest, StaticCredentialsRejected
 
 # Field names that only ever hold a secret, compared without case, "_" or "-".
 _SECRET_FIELDS = {
@@ -60,38 +60,44 @@ def _normalise(field: str) -> str:
     return re.sub(r"[_\-\s.]", "", field).lower()
 
 
-def _find(value: Any, path: str) -> tuple[str, str] | None:
-    if isinstance(value, dict):
-        if value.get("type") in ("service_account", "authorized_user"):
-            return path or "body", "a GCP service-account key"
-        for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            what = _SECRET_FIELDS.get(_normalise(str(key)))
-            if what and item not in (None, "", {}, []):
-                return child, what
-            found = _find(str(key), child) or _find(item, child)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _find(item, f"{path}[{index}]")
-            if found:
-                return found
-    elif isinstance(value, str):
-        for pattern, what in _VALUE_PATTERNS:
-            if pattern.search(value):
-                return path or "body", what
-        stripped = value.strip()
-        if stripped[:1] in "{[" and len(stripped) > 1:
-            try:
-                return _find(json.loads(stripped), path)
-            except ValueError:
-                return None
+def _find(body: Any) -> tuple[str, str] | None:
+    """The first static credential in ``body`` (its path and what it is), depth first.
+
+    Iterative, and JSON held in a string is decoded only when its nesting is bounded, so no
+    body can exhaust the stack."""
+    pending: list[tuple[Any, str]] = [(body, "")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, dict):
+            if value.get("type") in ("service_account", "authorized_user"):
+                return path or "body", "a GCP service-account key"
+            children: list[tuple[Any, str]] = []
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                what = _SECRET_FIELDS.get(_normalise(str(key)))
+                if what and item not in (None, "", {}, []):
+                    return child, what
+                children += [(str(key), child), (item, child)]
+            pending.extend(reversed(children))
+        elif isinstance(value, list):
+            pending.extend(reversed([(item, f"{path}[{index}]") for index, item in enumerate(value)]))
+        elif isinstance(value, str):
+            for pattern, what in _VALUE_PATTERNS:
+                if pattern.search(value):
+                    return path or "body", what
+            stripped = value.strip()
+            if stripped[:1] in "{[" and len(stripped) > 1:
+                try:
+                    pending.append((untrusted_json.parse(stripped, path or "body"), path))
+                except untrusted_json.TooDeep as exc:
+                    raise InvalidRequest(f"{exc}; configs hold references (ARNs, names, ids), not documents") from None
+                except ValueError:
+                    pass  # not JSON: its text was scanned above
     return None
 
 
 def reject_static_credentials(body: Any) -> None:
-    found = _find(body, "")
+    found = _find(body)
     if found:
         path, what = found
         raise StaticCredentialsRejected(

@@ -6,6 +6,7 @@ One instance of each per process. Audit entries name who did what to which tenan
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,11 +15,22 @@ from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tenant_kms.errors import TenantKmsError
+from tenant_kms.untrusted_json import is_text
 
 SERVICE = "tenant-kms"
 NAMESPACE = "TenantKMS"
 
-logger = Logger(service=SERVICE)
+
+def _log_line(entry: dict[str, Any]) -> str:
+    """One JSON log line that always encodes: Unicode stays readable, but a line holding a lone
+    surrogate (from a caller's text) is written with ASCII escapes instead of being lost."""
+    line = json.dumps(entry, default=str, separators=(",", ":"), ensure_ascii=False)
+    if line.isascii() or is_text(line):
+        return line
+    return json.dumps(entry, default=str, separators=(",", ":"), ensure_ascii=True)
+
+
+logger = Logger(service=SERVICE, json_serializer=_log_line)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
