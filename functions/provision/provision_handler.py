@@ -3,8 +3,15 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, no_content, routed_tenant
-from tenant_kms.errors import InvalidRequest
+from tenant_kms.api import (
+    admin_resolver,
+    current_caller,
+    handle_admin,
+    json_response,
+    key_version,
+    no_content,
+    routed_tenant,
+)
 from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
@@ -26,10 +33,8 @@ def list_versions():
 
 
 @app.delete("/tenants/<tenant_id>/keys/<version>")
-def destroy(version: int):
-    if version < 1:
-        raise InvalidRequest("version must be a positive whole number")
-    service.destroy_version(routed_tenant(app), version, actor=current_caller(app).actor)
+def destroy(version: str):
+    service.destroy_version(routed_tenant(app), key_version(version), actor=current_caller(app).actor)
     return no_content()
 
 

@@ -24,8 +24,12 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
+from tenant_kms import untrusted_json
 from tenant_kms.errors import (
     Forbidden,
     InvalidRequest,
@@ -45,6 +49,7 @@ ADMIN_SCOPE = "tenant-kms/admin"
 OPERATOR_SCOPE = "tenant-kms/operator"
 TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
+MAX_KEY_VERSION = 1_000_000_000
 
 # Every admin route; template.yaml declares each as an HttpApi event (a test holds them equal).
 ADMIN_ROUTES = (
@@ -59,6 +64,12 @@ ADMIN_ROUTES = (
     ("POST", "/tenants/{tenant_id}/rewrap"),
     ("DELETE", "/tenants/{tenant_id}"),
 )
+DECLARED_ROUTE_KEYS = frozenset(f"{method} {path}" for method, path in ADMIN_ROUTES)
+# The routes that take a body, and what it holds; every other route refuses one.
+BODY_ROUTES = {
+    "PUT /tenants/{tenant_id}/kms": 'send a JSON object {"provider": "<provider>", "config": {...}}',
+}
+JSON_MEDIA_TYPE = "application/json"
 # Public routes (no authorizer): the OIDC issuer documents Entra ID reads. Public keys only.
 PUBLIC_ROUTES = (
     ("GET", "/.well-known/openid-configuration"),
@@ -93,22 +104,28 @@ class Caller:
         return ADMIN_SCOPE in self.scopes and self.tenant_id == tenant_id
 
 
+def _member(parent: Any, name: str) -> Any:
+    return parent.get(name) if isinstance(parent, dict) else None
+
+
 def caller_of(event: dict[str, Any], authorizer: str = "jwt") -> Caller:
     """The caller, from the claims the deployment's authorizer put in the request context.
 
     Only API Gateway writes requestContext, and only the configured authorizer's part of it is
     read: a JWT authorizer's verified claims, or a Lambda authorizer's context.
     """
-    found = (event.get("requestContext") or {}).get("authorizer") or {}
-    claims = (found.get("jwt") or {}).get("claims") if authorizer == "jwt" else found.get("lambda")
+    claims = _member(_member(event, "requestContext"), "authorizer")
+    claims = _member(_member(claims, "jwt"), "claims") if authorizer == "jwt" else _member(claims, "lambda")
     if not isinstance(claims, dict) or not claims:
-        raise Unauthorized("authentication required")
+        raise Unauthorized("authentication required: send a bearer token from the deployment's issuer")
     raw_scope = claims.get("scope") or ""
     if isinstance(raw_scope, list):
         scopes = frozenset(str(s) for s in raw_scope)
     else:
         scopes = frozenset(str(raw_scope).strip("[]").replace(",", " ").split())
     actor = str(claims.get("sub") or claims.get("client_id") or claims.get("username") or "unknown")
+    # Written to audit entries and items: text only, whatever the token carried.
+    actor = actor.encode("utf-8", "backslashreplace").decode("utf-8")
     tenant_id = claims.get("tenant_id")
     return Caller(
         actor=actor,
@@ -128,13 +145,26 @@ def routed_tenant_of(event: dict[str, Any]) -> str | None:
     return tenant_id
 
 
+def key_version(segment: str) -> int:
+    """A version named in a path: a positive integer in canonical decimal, nothing else, so
+    one number is never read from two spellings (``1.0``, ``01``, ``1_0``, ``+1``)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", segment) or int(segment) > MAX_KEY_VERSION:
+        raise InvalidRequest(
+            f"version must be a whole number from 1 to {MAX_KEY_VERSION} written in plain decimal digits "
+            "(no sign, leading zeros, separators or decimal point), such as 3"
+        )
+    return int(segment)
+
+
 def _login_time(auth_time: Any) -> float | None:
     if isinstance(auth_time, bool):
         return None
     if isinstance(auth_time, str) and re.fullmatch(r"\d{1,12}", auth_time.strip()):
         return float(auth_time)
-    if isinstance(auth_time, int | float) and math.isfinite(auth_time):
+    if isinstance(auth_time, int) and abs(auth_time) < 10**12:  # a larger int is no float
         return float(auth_time)
+    if isinstance(auth_time, float) and math.isfinite(auth_time):
+        return auth_time
     return None
 
 
@@ -149,14 +179,65 @@ def require_fresh_login(caller: Caller, max_age: int, now: float) -> None:
         raise StepUpRequired(f"this route needs a login from the last {max_age} seconds: log in again", max_age)
 
 
-def _body_size(event: dict[str, Any]) -> int:
+def _body_bytes(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise InvalidRequest("body must be text")
     if event.get("isBase64Encoded"):
         try:
-            return len(base64.b64decode(body))
+            return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequest("body is not valid base64") from None
-    return len(body.encode())
+    return body.encode("utf-8", "surrogatepass")
+
+
+def _media_type(headers: Any) -> str:
+    if not isinstance(headers, dict):
+        return ""
+    found = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == "content-type"]
+    if not found or not isinstance(found[0], str):
+        return ""
+    return found[0].split(";", 1)[0].strip().lower()
+
+
+def _checked_body(event: dict[str, Any], route_key: Any, max_body_bytes: int) -> dict[str, Any]:
+    """The body fits the route before anything parses it: bounded, UTF-8 JSON with the JSON
+    media type where the route takes one, and none at all where it does not.
+
+    A route that takes a body is resolved with it as checked (plain text, media type
+    spelled as Powertools expects). A request whose route key is not the route it names is
+    never served (404/405), but Powertools may parse its body before refusing it: an unsafe
+    body is dropped from it."""
+    body = _body_bytes(event)
+    if len(body) > max_body_bytes:
+        raise PayloadTooLarge(f"body exceeds {max_body_bytes} bytes")
+    method = str(_member(_member(event.get("requestContext"), "http"), "method") or "").upper()
+    served = route_key in DECLARED_ROUTE_KEYS and route_key.split(" ", 1)[0] == method
+    if served and route_key not in BODY_ROUTES:
+        if body:
+            raise InvalidRequest(f"{route_key} takes no body: send none (not even {{}})")
+        return event
+    if not body:
+        return event
+    if not served:
+        try:
+            untrusted_json.parse(body.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError too: nothing may parse it, and nothing needs to
+            return {**event, "body": None, "isBase64Encoded": False}
+        return event
+    accepted = BODY_ROUTES[route_key]
+    if _media_type(event.get("headers")) != JSON_MEDIA_TYPE:
+        raise UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE} (header Content-Type: {JSON_MEDIA_TYPE})")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"body is not UTF-8 text; {accepted}") from None
+    try:
+        untrusted_json.parse(text)
+    except untrusted_json.UnsafeJson as exc:
+        raise InvalidRequest(f"{exc}; {accepted}") from None
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if str(k).lower() != "content-type"}
+    return {**event, "body": text, "isBase64Encoded": False, "headers": {**headers, "content-type": JSON_MEDIA_TYPE}}
 
 
 def _error_response(error: TenantKmsError) -> Response:
@@ -205,13 +286,22 @@ def admin_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:
-        return _error_response(InvalidRequest(describe_errors(list(error.errors()))))
+        accepted = BODY_ROUTES.get(app.context.get("route_key"))
+        message = describe_errors(list(error.errors()))
+        return _error_response(InvalidRequest(f"{message}; {accepted}" if accepted else message))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _media_type_error(_: RequestUnsupportedContentType) -> Response:
+        return _error_response(UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE}"))
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response:
         method, path = app.current_event.http_method.upper(), app.current_event.path
-        if any(pattern.match(path) for _, pattern in _ROUTE_PATTERNS):
-            return _error_response(MethodNotAllowed(f"{method} is not allowed on {path}"))
+        allowed = sorted({m for m, pattern in _ROUTE_PATTERNS if pattern.match(path)})
+        if allowed:
+            error = MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}")
+            error.headers = {"Allow": ", ".join(allowed)}
+            return _error_response(error)
         return _error_response(NotFound(f"no route for {method} {path}"))
 
     @app.exception_handler(Exception)
@@ -245,15 +335,13 @@ def handle_admin(
         caller = caller_of(event, settings.admin_authorizer)
         tenant_id = routed_tenant_of(event)
         if tenant_id is not None and not caller.may_act_on(tenant_id):
-            raise Forbidden(f"caller may not act on tenant {tenant_id}")
+            raise Forbidden(
+                f"caller may not act on tenant {tenant_id}: that needs scope {ADMIN_SCOPE} with claim "
+                f"tenant_id {tenant_id}, or scope {OPERATOR_SCOPE}"
+            )
         if route_key in STEP_UP_ROUTES:
             require_fresh_login(caller, getattr(settings, STEP_UP_ROUTES[route_key]), clock())
-        if _body_size(event) > max_body_bytes:
-            raise PayloadTooLarge(f"body exceeds {max_body_bytes} bytes")
-        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        content_type = headers.get("content-type", "")
-        if event.get("body") and content_type and not content_type.startswith("application/json"):
-            raise UnsupportedMediaType("send the body as application/json")
+        event = _checked_body(event, route_key, max_body_bytes)
     except TenantKmsError as error:
         return {
             "statusCode": error.status,

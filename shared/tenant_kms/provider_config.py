@@ -5,7 +5,9 @@ Imported by the admin functions only (pydantic is not needed on the unwrap path)
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -54,6 +56,17 @@ _AZURE_KEY = re.compile(
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
+def _matching(pattern: re.Pattern[str], accepted: str) -> Callable[[Any, str | None], str | None]:
+    """A field check whose refusal says what is accepted."""
+
+    def check(cls: Any, value: str | None) -> str | None:
+        if value is not None and not pattern.match(value):
+            raise ValueError(f"must be {accepted}")
+        return value
+
+    return classmethod(check)  # type: ignore[return-value]
+
+
 class _Shape(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -63,24 +76,29 @@ class EmptyConfig(_Shape):
 
 
 class CustomerAwsConfig(_Shape):
-    region: str = Field(pattern=rf"^{_REGION}$")
+    region: str
     key_arn: str
     role_arn: str
     # Issued by the service per tenant; optional here, and refused unless it is the issued one.
     external_id: str | None = None
 
+    check_region = field_validator("region")(_matching(re.compile(rf"^{_REGION}$"), "an AWS region such as us-east-1"))
+
     @field_validator("key_arn")
     @classmethod
     def _key_arn(cls, value: str) -> str:
         if not _KEY_ARN.match(value):
-            raise ValueError("must be a KMS key ARN or alias ARN")
+            raise ValueError(
+                "must be a KMS key ARN or alias ARN such as arn:aws:kms:<region>:<account>:key/<key id> "
+                "or arn:aws:kms:<region>:<account>:alias/<name>"
+            )
         return value
 
     @field_validator("role_arn")
     @classmethod
     def _role_arn(cls, value: str) -> str:
         if not _ROLE_ARN.match(value):
-            raise ValueError("must be an IAM role ARN")
+            raise ValueError("must be an IAM role ARN such as arn:aws:iam::<account>:role/<name>")
         return value
 
     @field_validator("external_id")
@@ -99,15 +117,36 @@ class CustomerAwsConfig(_Shape):
 
 
 class CustomerGcpConfig(_Shape):
-    key_name: str = Field(pattern=_GCP_KEY.pattern)
-    workload_identity_provider: str = Field(pattern=_GCP_WIF.pattern)
-    service_account_email: str | None = Field(default=None, pattern=_SA_EMAIL.pattern)
+    key_name: str
+    workload_identity_provider: str
+    service_account_email: str | None = None
+
+    check_key_name = field_validator("key_name")(
+        _matching(_GCP_KEY, "projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>")
+    )
+    check_provider = field_validator("workload_identity_provider")(
+        _matching(
+            _GCP_WIF,
+            "//iam.googleapis.com/projects/<project number>/locations/global/workloadIdentityPools/<pool>"
+            "/providers/<provider>",
+        )
+    )
+    check_email = field_validator("service_account_email")(
+        _matching(_SA_EMAIL, "<name>@<project>.iam.gserviceaccount.com")
+    )
 
 
 class CustomerAzureConfig(_Shape):
-    key_id: str = Field(pattern=_AZURE_KEY.pattern)
-    tenant_id: str = Field(pattern=_UUID.pattern)
-    client_id: str = Field(pattern=_UUID.pattern)
+    key_id: str
+    tenant_id: str
+    client_id: str
+
+    check_key_id = field_validator("key_id")(
+        _matching(_AZURE_KEY, "https://<vault>.vault.azure.net/keys/<name>[/<32 hex digits>] (or managedhsm.azure.net)")
+    )
+    check_ids = field_validator("tenant_id", "client_id")(
+        _matching(_UUID, "a UUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47")
+    )
 
 
 CONFIG_SHAPES: dict[str, type[_Shape]] = {
@@ -140,31 +179,56 @@ class ConfigureRequest(BaseModel):
         from pydantic import ValidationError
 
         try:
-            shape = CONFIG_SHAPES[self.provider].model_validate(self.config)
+            found = CONFIG_SHAPES[self.provider].model_validate(self.config)
         except ValidationError as exc:
-            raise InvalidRequest(f"config for {self.provider}: {describe_errors(exc.errors())}") from None
-        return shape.model_dump(exclude_none=True)
+            shape = CONFIG_SHAPES[self.provider]
+            accepted = list(shape.model_fields)
+            raise InvalidRequest(f"config for {self.provider}: {describe_errors(exc.errors(), accepted)}") from None
+        return found.model_dump(exclude_none=True)
 
 
-def describe_errors(errors: list[dict[str, Any]]) -> str:
-    """A readable summary of validation errors that never echoes the input values."""
+_MESSAGES = {
+    "extra_forbidden": "is not accepted",
+    "missing": "is required",
+    "model_attributes_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "string_type": "must be a string",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+}
+
+
+def _place(loc: tuple[Any, ...]) -> str:
+    """Where in the body, with a caller's own field names quoted and bounded."""
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            name = str(part)
+            shown = name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name) else json.dumps(name[:40])
+            parts.append(f".{shown}" if parts else shown)
+    return "".join(parts) or "body"
+
+
+def describe_errors(errors: list[dict[str, Any]], accepted: Sequence[str] | None = None) -> str:
+    """A readable summary of validation errors that never echoes the input values: what was
+    wrong where, and what is accepted there. ``accepted``: the fields the object takes."""
     parts = []
     for error in errors[:5]:
-        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        loc = tuple(error.get("loc", ()))
         kind = error.get("type", "invalid")
-        message = {
-            "extra_forbidden": "is not allowed",
-            "missing": "is required",
-            "json_invalid": "is not valid JSON",
-            "literal_error": "is not one of the allowed values",
-            "model_attributes_type": "must be a JSON object",
-            "dict_type": "must be a JSON object",
-            "string_type": "must be a string",
-            "string_pattern_mismatch": "has the wrong format",
-            "int_parsing": "must be a whole number",
-            "int_type": "must be a whole number",
-        }.get(kind)
-        if message is None and kind == "value_error":
+        if kind == "json_invalid":
+            at = next((f" at character {p}" for p in loc if isinstance(p, int)), "")
+            parts.append(f"body is not valid JSON{at}; send a JSON object")
+            continue
+        message = _MESSAGES.get(kind)
+        if kind == "literal_error":
+            message = f"must be one of {(error.get('ctx') or {}).get('expected', 'the documented values')}"
+        elif kind == "value_error":
             message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-        parts.append(f"{location} {message or 'is invalid'}")
+        elif kind == "extra_forbidden" and accepted is not None:
+            message += f"; accepted fields: {', '.join(accepted)}" if accepted else "; send {} (no fields)"
+        parts.append(f"{_place(tuple(p for p in loc if p != 'body'))} {message or 'is invalid'}")
     return "; ".join(parts)
