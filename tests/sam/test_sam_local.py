@@ -419,6 +419,11 @@ def test_deployed_template_under_start_api_trusts_no_local_claims(stack):
             request(f"{api_url}/tenants/acme/kms", "PUT", claims=ADMIN, body={"provider": "global", "config": {}}),
             request(f"{api_url}/tenants/acme/keys", "POST", claims=ADMIN),
         ]
-    unauthorized = {"error": {"code": "unauthorized", "message": "authentication required"}}
+    unauthorized = {
+        "error": {
+            "code": "unauthorized",
+            "message": "authentication required: send a bearer token from the deployment's issuer",
+        }
+    }
     assert refused == [(401, unauthorized)] * 2
     assert all(items == [] for items in stack.snapshot().values())
