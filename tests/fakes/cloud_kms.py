@@ -2,8 +2,9 @@
 real ``google-cloud-kms`` client talks to through a channel with call credentials, as in
 production. Every call must carry a bearer token issued by the Google token fake
 (``FakeGoogleIam``) for a principal bound on the key; it checks the CRC32C fields and the AAD
-the way Cloud KMS does, keeps key versions with states, and can refuse, fail or corrupt on
-demand."""
+the way Cloud KMS does, keeps key versions with states and a primary version that can move
+(Encrypt uses the primary and names it; Decrypt uses the version the ciphertext names, if
+enabled), and can refuse, fail or corrupt on demand."""
 
 from __future__ import annotations
 
@@ -46,11 +47,12 @@ class CryptoKey:
     users: set[str] = field(default_factory=set)  # members with roles/cloudkms.cryptoKeyEncrypterDecrypter
     primary: int = 1
 
-    def add_version(self) -> int:
+    def add_version(self, *, primary: bool = True) -> int:
         number = len(self.versions) + 1
         self.versions[number] = secrets.token_bytes(32)
         self.states[number] = "ENABLED"
-        self.primary = number
+        if primary:
+            self.primary = number
         return number
 
 
@@ -90,7 +92,19 @@ class FakeCloudKms:
         return name
 
     def set_state(self, name: str, version: int, state: str) -> None:
+        """ENABLED, DISABLED, DESTROY_SCHEDULED or DESTROYED: only an enabled version encrypts or decrypts."""
         self.keys[name].states[version] = state
+
+    def create_version(self, name: str, *, primary: bool = False) -> int:
+        """CreateCryptoKeyVersion: a new version, primary only when asked (as ``--primary`` does)."""
+        return self.keys[name].add_version(primary=primary)
+
+    def set_primary(self, name: str, version: int) -> None:
+        """UpdateCryptoKeyPrimaryVersion: Encrypt uses it from now on; older versions still decrypt."""
+        key = self.keys[name]
+        if key.states.get(version) != "ENABLED":
+            raise ValueError(f"FAILED_PRECONDITION: version {version} of {name} is not ENABLED")
+        key.primary = version
 
     def fail_next(self, count: int, kind: str) -> None:
         with self._lock:

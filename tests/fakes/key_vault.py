@@ -10,7 +10,9 @@ get, wrapKey, unwrapKey, sign, ...) or gets 403 ForbiddenByRbac. GET of a key an
 public JWK (RSA n/e; an oct-HSM key without key material), as the service does, so a
 client that can read the key can wrap locally. ``wrapkey``/``unwrapkey`` do real
 RSA-OAEP-256 or AES key wrap and ``sign`` real RS256 with keys the fake holds; a disabled
-key answers 403 KeyDisabled to operations."""
+key or key version answers 403 KeyDisabled to operations. Keys have versions: a new one
+becomes what the unversioned key id names (GET and operations without a version use it),
+and a wrapped key unwraps only under the version that wrapped it."""
 
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class VaultKey:
     versions: dict[str, object] = field(default_factory=dict)
     current: str = ""
     enabled: bool = True
+    disabled_versions: set[str] = field(default_factory=set)
     # Applications (client ids) holding Key Vault Crypto User on this key.
     crypto_users: set[str] = field(default_factory=set)
 
@@ -59,6 +62,7 @@ class VaultKey:
         return self.kind.startswith("RSA")
 
     def rotate(self) -> str:
+        """A new version, which an unversioned key id names from now on; older versions stay usable."""
         version = uuid.uuid4().hex
         self.versions[version] = (
             rsa.generate_private_key(public_exponent=65537, key_size=2048) if self.rsa else os.urandom(32)
@@ -180,10 +184,11 @@ class FakeKeyVault:
                         404, "KeyNotFound", f"A key with (name/id) {match['name']}/{version} was not found"
                     )
                 record["kid"] = key.kid(version)
+                enabled = key.enabled and version not in key.disabled_versions
                 if operation == "get":
-                    attributes = {"enabled": key.enabled, "created": 1_700_000_000, "recoveryLevel": "Recoverable"}
+                    attributes = {"enabled": enabled, "created": 1_700_000_000, "recoveryLevel": "Recoverable"}
                     return self.answer(200, {"key": key.jwk(version), "attributes": attributes})
-                if not key.enabled:
+                if not enabled:
                     return self._error(
                         403, "Forbidden", f"Operation {operation} is not allowed on a disabled key.", "KeyDisabled"
                     )
