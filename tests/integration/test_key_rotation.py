@@ -187,3 +187,19 @@ def test_master_key_rotation_through_the_secret(deployment, secrets_manager, mon
     values["acme"]["v3"] = b"under K2"
     every_record_reads(values)
     assert [status(t) for t in values] == ["active", "active"]
+
+
+def test_a_run_cut_short_says_what_is_left_and_the_next_one_finishes(deployment, monkeypatch):
+    deploy_master_keys(monkeypatch, K1)
+    values = given_tenants(["acme", "globex"])
+    deploy_master_keys(monkeypatch, K2, K1)
+    rotation = Function("rewrap").module.rotation
+    checks = iter(range(100))
+
+    cut = rotation.run(actor="test", should_stop=lambda: next(checks) >= 3)  # time for three versions
+
+    assert (cut["rewrapped"], cut["on_old_key"], cut["complete"]) == (3, 1, False)
+    rest = Function("rewrap")(sample("rewrap_wrapping_keys"))
+    assert (rest["checked"], rest["rewrapped"], rest["on_old_key"], rest["complete"]) == (4, 1, 0, True)
+    deploy_master_keys(monkeypatch, K2)
+    every_record_reads(values)
