@@ -85,6 +85,10 @@ class WrappingKeyRotation:
         complete = True
         for tenant_id in tenants:
             rows = sorted(by_tenant[tenant_id], key=lambda row: row.version)
+            if should_stop():
+                complete = False
+                old_key.update(row.provider for row in rows)
+                continue
             config = self._config(tenant_id)
             if config is None:
                 continue  # erased or being erased: nothing to keep
