@@ -1,5 +1,6 @@
 """Admin API: probe a tenant's current config, and unseal a sealed tenant. On schedule:
-re-verify every tenant, so a broken BYOK grant is reported before the tenant seals; and,
+re-verify every tenant, so a broken BYOK grant is reported before the tenant seals (after
+finishing any erasure an interruption left behind); and,
 every minute, re-poll the sealed tenants, so a restored grant unseals within a minute."""
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -34,5 +35,10 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if is_repoll(event):
         return run_until_deadline(service.sealed_tenants(), service.repoll, context, budget_ms=REPOLL_BUDGET_MS)
     if is_scheduled(event):
-        return run_until_deadline(service.tenants(), lambda t: service.verify(t, actor="schedule"), context)
+        # Erasures an interruption left behind are finished first: they hold no usable key.
+        erasures = run_until_deadline(
+            service.erasing_tenants(), lambda t: service.erase(t, actor="schedule") or {}, context
+        )
+        summary = run_until_deadline(service.tenants(), lambda t: service.verify(t, actor="schedule"), context)
+        return {**summary, "erasures": {"finished": erasures["tenants_done"], "failed": erasures["failed"]}}
     return handle_admin(app, event, context, settings, service.clock)

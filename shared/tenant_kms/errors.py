@@ -74,3 +74,22 @@ class Sealed(TenantKmsError):
 
 class ProviderUnavailable(TenantKmsError):
     code, status = "provider_unavailable", 503
+
+
+class Unavailable(TenantKmsError):
+    """Our own storage (DynamoDB) stayed throttled or unreachable through the bounded retries.
+
+    Nothing was changed by the failed call; the caller may repeat it after ``Retry-After``.
+    The wrapping provider's faults stay ``provider_unavailable``."""
+
+    code, status = "unavailable", 503
+
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        self.headers = {"Retry-After": str(retry_after_seconds)}
+
+    def as_body(self) -> dict:
+        body = super().as_body()
+        body["error"]["retry_after_seconds"] = self.retry_after_seconds  # direct invoke has no headers
+        return body

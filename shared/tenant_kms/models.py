@@ -18,6 +18,7 @@ from pynamodb.connection import Connection
 from pynamodb.models import Model
 
 from tenant_kms.settings import Settings
+from tenant_kms.storage import Backoff, StorageConnection
 
 
 class TenantConfig(Model):
@@ -101,8 +102,10 @@ class IssuedExternalId(Model):
 MODELS = (TenantConfig, KeyVersion, TenantRecord)
 
 
-def bind_tables(settings: Settings) -> Connection:
-    """Point the models at this deployment's tables; returns a connection for transactions."""
+def bind_tables(settings: Settings, backoff: Backoff | None = None) -> Connection:
+    """Point the models at this deployment's tables, every call through one retry policy;
+    returns a connection for transactions."""
+    backoff = backoff or Backoff()
     for model, table in (
         (TenantConfig, settings.config_table),
         (KeyVersion, settings.key_version_table),
@@ -111,5 +114,9 @@ def bind_tables(settings: Settings) -> Connection:
     ):
         model.Meta.table_name = table
         model.Meta.region = settings.region
-        model._connection = None  # rebuilt lazily for the new table name
-    return Connection(region=settings.region)
+        model._connection = None  # rebuilt for the new table name, then given our connection
+        tables = model._get_connection()
+        storage = StorageConnection(settings.region, backoff)
+        storage.add_meta_table(tables.get_meta_table())
+        tables.connection = storage
+    return StorageConnection(settings.region, backoff)

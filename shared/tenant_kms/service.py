@@ -29,6 +29,7 @@ from kms_wrapping import (
     WrappedKey,
 )
 from kms_wrapping import ProviderUnavailable as WrapperUnavailable
+from tenant_kms.erasure import ERASING, erase_tenant, erasing_message
 from tenant_kms.errors import (
     Conflict,
     InvalidRequest,
@@ -37,16 +38,17 @@ from tenant_kms.errors import (
     Sealed,
     VerificationFailed,
 )
-from tenant_kms.identity import forget_external_id, with_issued_external_id
+from tenant_kms.identity import with_issued_external_id
 from tenant_kms.keyring import Clock, SessionCache, SessionKey
 from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord, bind_tables
 from tenant_kms.observability import Audit, count, milliseconds
 from tenant_kms.providers import build_registry, session_ttl
 from tenant_kms.sealing import open_record, seal_record
 from tenant_kms.settings import Settings
+from tenant_kms.storage import Backoff
 
 ACTIVE, RETIRED, DESTROYED = "active", "retired", "destroyed"
-SEALED, ERASING = "sealed", "erasing"
+SEALED = "sealed"
 WRITE_ATTEMPTS = 5
 
 
@@ -64,27 +66,30 @@ class TenantKms:
         registry: ProviderRegistry | None = None,
         clock: Clock = time.time,
         audit: Audit | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry or build_registry(settings)
         self.clock = clock
         self.cache = SessionCache(lambda: self.clock())
         self.audit = audit or Audit()
-        self.connection = bind_tables(settings)
+        self.backoff = backoff or Backoff()
+        self.connection = bind_tables(settings, self.backoff)
 
     # ------------------------------------------------------------------ reads
 
     def _config(self, tenant_id: str) -> TenantConfig | None:
         try:
-            config = TenantConfig.get(tenant_id, consistent_read=True)
+            return TenantConfig.get(tenant_id, consistent_read=True)
         except DoesNotExist:
             return None
-        return None if config.status == ERASING else config
 
     def _require_config(self, tenant_id: str) -> TenantConfig:
         config = self._config(tenant_id)
         if config is None:
             raise NotFound(f"tenant {tenant_id} has no master key")
+        if config.status == ERASING:
+            raise Conflict(erasing_message(tenant_id))
         return config
 
     def _version(self, tenant_id: str, version: int) -> KeyVersion:
@@ -194,7 +199,7 @@ class TenantKms:
         except DoesNotExist:
             return None
         if existing.status == ERASING:
-            raise Conflict(f"tenant {tenant_id} is being erased")
+            raise Conflict(erasing_message(tenant_id))
         return existing
 
     def _provision(
@@ -333,31 +338,19 @@ class TenantKms:
                 self.cache.evict(tenant_id, version)
 
     def erase(self, tenant_id: str, *, actor: str) -> None:
-        """Delete every wrapped key of the tenant (its data becomes unreadable), then its rows."""
+        """Cryptographic erasure of the tenant, then its rows; resumes an interrupted one."""
         with self.audit.operation("erase", actor=actor, tenant_id=tenant_id):
-            try:
-                config = TenantConfig.get(tenant_id, consistent_read=True)
-            except DoesNotExist:
-                config = None
-            if config is not None:
-                # Fences off concurrent provisioning (revision) and key use (status) first.
-                config.update(actions=[TenantConfig.status.set(ERASING), TenantConfig.revision.add(1)])
-            versions = list(KeyVersion.query(tenant_id, consistent_read=True))
-            with KeyVersion.batch_write() as batch:
-                for row in versions:
-                    batch.delete(row)
             self.cache.evict(tenant_id)
-            records = list(TenantRecord.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "name"]))
-            with TenantRecord.batch_write() as batch:
-                for record in records:
-                    batch.delete(record)
-            # The issued external id goes too: a later tenant of that name is a new tenant.
-            had_external_id = forget_external_id(tenant_id)
-            if config is None and not versions and not records and not had_external_id:
-                raise NotFound(f"tenant {tenant_id} does not exist")
-            if config is not None:
-                config.delete()
+            erase_tenant(tenant_id)
+            self.cache.evict(tenant_id)
             count("TenantsErased")
+
+    def erasing_tenants(self) -> list[str]:
+        """Tenants whose erasure was interrupted: the schedule finishes them."""
+        return [
+            c.tenant_id
+            for c in TenantConfig.scan(filter_condition=TenantConfig.status == ERASING, attributes_to_get=["tenant_id"])
+        ]
 
     # ------------------------------------------------------------------ keys
 
@@ -494,7 +487,9 @@ class TenantKms:
 
     def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            for _ in range(WRITE_ATTEMPTS):
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                if attempt > 1:
+                    self.backoff.pause(attempt - 1)  # another writer won the race: let it finish
                 config = self._unsealed(self._require_config(tenant_id))
                 row = self._version(tenant_id, config.active_version)
                 entry.update(version=row.version, provider=row.provider)
@@ -561,7 +556,9 @@ class TenantKms:
     def delete_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("delete_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
             self._require_config(tenant_id)
-            for _ in range(WRITE_ATTEMPTS):
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                if attempt > 1:
+                    self.backoff.pause(attempt - 1)  # another writer won the race: let it finish
                 record = _get_record(tenant_id, name)
                 if record is None:
                     raise NotFound(f"tenant {tenant_id} has no record {name!r}")

@@ -1,0 +1,85 @@
+"""Tenant erasure: cryptographic erasure first, then the rest, resumable from any point.
+
+Steps, each durable before the next starts:
+1. fence: the config row reads ``erasing`` (and its revision moves, so no provisioning
+   that read the old config can commit); from here on every key operation is refused;
+2. every key version row of the tenant is deleted, wrapped key and all: from this moment
+   the tenant's data is unreadable by anyone;
+3. the tenant's records, then its issued external id, then the config row go.
+
+An interruption anywhere (throttling that outlasts the retries, a killed instance) leaves
+the tenant ``erasing`` with no wrapped key left once any record or the config has gone;
+erasing again, or the scheduled run, picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+from pynamodb.exceptions import DeleteError, UpdateError
+
+from tenant_kms.errors import Conflict, NotFound
+from tenant_kms.identity import forget_external_id
+from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
+
+ERASING = "erasing"
+# A writer that read a version row before the fence may still add to it; its write fails
+# once the row is gone, but a row it created meanwhile is deleted by the next round.
+KEY_ROUNDS = 3
+
+
+def erasing_message(tenant_id: str) -> str:
+    return f"tenant {tenant_id} is being erased; DELETE /tenants/{tenant_id} again finishes the erasure"
+
+
+def erase_tenant(tenant_id: str) -> None:
+    """Erase everything of ``tenant_id``. NotFound if there was nothing to erase."""
+    fenced = _fence(tenant_id)
+    versions = _destroy_wrapped_keys(tenant_id)
+    records = _delete_records(tenant_id)
+    # The issued external id goes too: a later tenant of that name is a new tenant.
+    had_external_id = forget_external_id(tenant_id)
+    if not (fenced or versions or records or had_external_id):
+        raise NotFound(f"tenant {tenant_id} does not exist")
+    if fenced:
+        try:
+            TenantConfig(tenant_id).delete(condition=TenantConfig.status == ERASING)
+        except DeleteError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise  # gone meanwhile: a concurrent erase finished first
+
+
+def _fence(tenant_id: str) -> bool:
+    """Mark the config erasing; False when the tenant has no config row."""
+    try:
+        TenantConfig(tenant_id).update(
+            actions=[TenantConfig.status.set(ERASING), TenantConfig.revision.add(1)],
+            condition=TenantConfig.tenant_id.exists(),  # never create a stub row
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
+def _destroy_wrapped_keys(tenant_id: str) -> int:
+    """Delete every key version row; the count deleted. Only then may other rows go."""
+    deleted = 0
+    for _ in range(KEY_ROUNDS):
+        rows = list(KeyVersion.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "version"]))
+        if not rows:
+            return deleted
+        with KeyVersion.batch_write() as batch:
+            for row in rows:
+                batch.delete(row)
+        deleted += len(rows)
+    if any(KeyVersion.query(tenant_id, consistent_read=True, limit=1)):
+        raise Conflict(f"the keys of tenant {tenant_id} changed during erasure; {erasing_message(tenant_id)}")
+    return deleted
+
+
+def _delete_records(tenant_id: str) -> int:
+    records = list(TenantRecord.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "name"]))
+    with TenantRecord.batch_write() as batch:
+        for record in records:
+            batch.delete(record)
+    return len(records)
