@@ -29,39 +29,37 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = (self.headers.get("X-Amz-Target") or "").split(".")[-1] or "unknown"
-                fault = proxy._take(action)
-                if fault == "throttle":
-                    self._answer(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
-                elif fault == "5xx":
-                    self._answer(500, {"__type": "KMSInternalException", "message": "internal error"})
-                else:
-                    if fault == "slow":
-                        time.sleep(proxy.delay_seconds)
-                    self._forward(body)
+                proxy.handle(self, action, body)
 
             def _answer(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Type", proxy.content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _forward(self, body: bytes) -> None:
+            def _forward(self, body: bytes) -> tuple[int, bytes]:
+                answer = self._upstream(body)
+                self.send_response(answer[0])
+                for name, value in answer[1]:
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer[2])))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(answer[2])  # unless the client gave up (read timeout)
+                return answer[0], answer[2]
+
+            def _upstream(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
                 upstream = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port, timeout=30)
                 headers = dict(self.headers.items())  # Host included: it is signed
+                headers["Content-Length"] = str(len(body))
                 upstream.request("POST", self.path, body=body, headers=headers)
                 answer = upstream.getresponse()
                 data = answer.read()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(data)  # unless the client gave up (read timeout)
                 upstream.close()
+                return answer.status, answer.getheaders(), data
 
             def log_message(self, *args) -> None:
                 pass
@@ -69,6 +67,20 @@ class FaultProxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    content_type = "application/x-amz-json-1.1"
+
+    def handle(self, handler, action: str, body: bytes) -> None:
+        """Answer one request: a fault, or the service's own answer."""
+        fault = self._take(action)
+        if fault == "throttle":
+            handler._answer(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+        elif fault == "5xx":
+            handler._answer(500, {"__type": "KMSInternalException", "message": "internal error"})
+        else:
+            if fault == "slow":
+                time.sleep(self.delay_seconds)
+            handler._forward(body)
 
     def _take(self, action: str) -> str | None:
         with self._lock:
@@ -93,3 +105,110 @@ class FaultProxy:
 
     def close(self) -> None:
         self._server.shutdown()
+
+
+DYNAMODB = "com.amazonaws.dynamodb.v20120810#"
+DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+THROTTLED = (
+    "Throughput exceeds the current capacity of your table or index. DynamoDB is automatically scaling your "
+    "table or index so please try again shortly."
+)
+# DynamoDB's own answers (HTTP 400, awsJson1_0) when it cannot serve a request now.
+DYNAMODB_ERRORS = {
+    "throughput": {
+        "__type": f"{DYNAMODB}ProvisionedThroughputExceededException",
+        "message": "The level of configured provisioned throughput for the table was exceeded.",
+    },
+    "throttle": {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "Rate exceeded"},
+    "request_limit": {
+        "__type": f"{DYNAMODB}RequestLimitExceeded",
+        "message": "Throughput exceeds the current throughput limit for your account.",
+    },
+}
+
+
+class DynamoDBFaultProxy(FaultProxy):
+    """A FaultProxy in front of DynamoDB Local that answers as DynamoDB does when it throttles.
+
+    Kinds: ``throughput``, ``throttle``, ``request_limit`` (the errors above);
+    ``cancel_throttled`` (TransactionCanceledException, every item ThrottlingError);
+    ``cancel_conflict`` (TransactionCanceledException, the first item ConditionalCheckFailed:
+    a real conflict); ``partial`` (BatchWriteItem applies the first half of each table's
+    requests and answers the rest as UnprocessedItems; ProvisionedThroughputExceeded when
+    that half is empty, as DynamoDB does when it can process none).
+    ``writes_allowed``: that many write requests reach DynamoDB Local, every later one is
+    throttled, like an instance that stops at that point.
+    """
+
+    content_type = "application/x-amz-json-1.0"
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self._rules: list[list] = []
+        self.writes_allowed: int | None = None
+        self.writes = 0  # write requests DynamoDB Local applied
+
+    def fail(self, actions: set[str] | str, kind: str, times: int | None = None) -> None:
+        """Answer ``actions`` with ``kind``: the next ``times`` requests, or all (None)."""
+        with self._lock:
+            self._rules.append([{actions} if isinstance(actions, str) else set(actions), kind, times])
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self._rules.clear()
+            self.writes_allowed = None
+            self.writes = 0
+
+    def _take(self, action: str) -> str | None:
+        with self._lock:
+            self.calls[action] += 1
+            for rule in self._rules:
+                if action in rule[0] and rule[2] != 0:
+                    rule[2] = None if rule[2] is None else rule[2] - 1
+                    return rule[1]
+            if action in DYNAMODB_WRITES and self.writes_allowed is not None and self.writes >= self.writes_allowed:
+                return "cancel_throttled" if action == "TransactWriteItems" else "throughput"
+            return None
+
+    def handle(self, handler, action: str, body: bytes) -> None:
+        fault = self._take(action)
+        if fault in DYNAMODB_ERRORS:
+            handler._answer(400, DYNAMODB_ERRORS[fault])
+        elif fault in ("cancel_throttled", "cancel_conflict"):
+            items = json.loads(body)["TransactItems"]
+            reasons = [{"Code": "ThrottlingError", "Message": THROTTLED} for _ in items]
+            if fault == "cancel_conflict":
+                reasons = [{"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}]
+                reasons += [{"Code": "None"} for _ in items[1:]]
+            codes = ", ".join(r["Code"] for r in reasons)
+            message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]"
+            handler._answer(
+                400,
+                {
+                    "__type": f"{DYNAMODB}TransactionCanceledException",
+                    "Message": message,
+                    "CancellationReasons": reasons,
+                },
+            )
+        elif fault == "partial" and action == "BatchWriteItem":
+            self._partial_batch(handler, json.loads(body))
+        else:
+            status, _ = handler._forward(body)
+            if action in DYNAMODB_WRITES and status == 200:
+                with self._lock:
+                    self.writes += 1
+
+    def _partial_batch(self, handler, request: dict) -> None:
+        applied = {t: reqs[: len(reqs) // 2] for t, reqs in request["RequestItems"].items() if len(reqs) > 1}
+        left = {t: reqs[len(reqs) // 2 :] if t in applied else reqs for t, reqs in request["RequestItems"].items()}
+        if not applied:
+            handler._answer(400, DYNAMODB_ERRORS["throughput"])
+            return
+        status, _, data = handler._upstream(json.dumps({**request, "RequestItems": applied}).encode())
+        answer = json.loads(data)
+        if status == 200:
+            answer["UnprocessedItems"] = left
+            with self._lock:
+                self.writes += 1
+        handler._answer(status, answer)

@@ -1,0 +1,257 @@
+"""DynamoDB throttling on the wire (a proxy in front of DynamoDB Local answering as DynamoDB
+does): retried with growing, jittered backoff; once it persists, 503 ``unavailable`` with
+Retry-After and nothing changed. A real conflict stays 409. Erasure interrupted after any
+number of writes has destroyed every wrapped key before anything else went, reads as
+erasing, and finishes when asked again."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import boto3
+import pytest
+from faults import DynamoDBFaultProxy
+from support import Function, b64, http_sample, invoke_sample, snapshot_tables
+from testenv import TABLES
+
+ATTEMPTS = 5  # the service's default Backoff.attempts
+WRITE_ATTEMPTS = 5  # service.WRITE_ATTEMPTS
+
+
+@pytest.fixture(scope="session")
+def dynamodb_proxy(dynamodb_local):
+    # Never closed: models bound while it was the endpoint keep using it until rebound.
+    return DynamoDBFaultProxy(dynamodb_local.endpoint)
+
+
+@pytest.fixture
+def faults(dynamodb_proxy, monkeypatch):
+    """Functions created from here on reach DynamoDB through the proxy."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_proxy.endpoint)
+    dynamodb_proxy.reset()
+    yield dynamodb_proxy
+    dynamodb_proxy.reset()
+
+
+@pytest.fixture
+def direct(dynamodb_local):
+    """A client that bypasses the proxy, to look at the tables as they are."""
+    return boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint)
+
+
+class Deployment:
+    """One warm instance of each function (creating instances costs SDK clients), whose
+    backoff delays are recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        for name in ("configure", "provision", "tenant_data", "unwrap", "verify", "erase"):
+            function = Function(name)
+            function.service.backoff.sleep = self.delays.append
+            setattr(self, name, function)
+
+
+@pytest.fixture
+def fns(faults) -> Deployment:
+    return Deployment()
+
+
+def assert_backoff(delays: list[float], base: float = 0.1) -> None:
+    ceilings = [base * 2**n for n in range(len(delays))]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
+    assert delays == sorted(delays) and len(set(delays)) == len(delays)
+    assert delays != [c / 2 for c in ceilings] and delays != ceilings  # jittered, not fixed steps
+
+
+def assert_unavailable(response: dict) -> None:
+    assert response["statusCode"] == 503, response
+    assert response["headers"]["Retry-After"] == "1"
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "unavailable" and "retry" in error["message"]
+
+
+def given_tenant(fns: Deployment, tenant_id: str, records: int = 3) -> None:
+    assert fns.configure.http(http_sample("configure_put_global", tenant_id))[0] == 200
+    data = fns.tenant_data
+    for i in range(records):
+        assert data(invoke_sample("tenant_data_put", tenant_id, name=f"r{i}", value_b64=b64(b"v%d" % i)))["version"]
+
+
+@pytest.mark.parametrize("kind", ["throughput", "throttle", "request_limit"])
+def test_a_read_throttled_past_the_retries_answers_503_unavailable(fns, faults, tenant_id, kind):
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("GetItem", kind)
+
+    assert_unavailable(fns.configure(http_sample("configure_get", tenant_id)))
+    assert faults.calls["GetItem"] == ATTEMPTS
+    assert_backoff(fns.delays)
+
+
+def test_direct_invoke_names_the_wait_in_its_error(fns, faults, tenant_id):
+    given_tenant(fns, tenant_id, records=1)
+    faults.fail("GetItem", "throughput")
+
+    answer = fns.unwrap(invoke_sample("unwrap", tenant_id))
+    assert answer["error"]["code"] == "unavailable" and answer["error"]["retry_after_seconds"] == 1
+
+
+def test_throttling_that_clears_within_the_retries_is_invisible(fns, faults, tenant_id):
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("GetItem", "throughput", times=2)
+    faults.fail("TransactWriteItems", "cancel_throttled", times=2)
+
+    answer = fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r0", value_b64=b64(b"new")))
+    assert answer == {"name": "r0", "version": 1}
+    assert faults.calls["TransactWriteItems"] == 3
+    assert len(fns.delays) == 4  # two for the reads, two for the transaction
+    assert fns.tenant_data(invoke_sample("tenant_data_get", tenant_id, name="r0"))["value_b64"] == b64(b"new")
+
+
+@pytest.mark.parametrize(
+    ("function", "event"),
+    [
+        ("tenant_data", lambda t: invoke_sample("tenant_data_put", t, name="r9", value_b64=b64(b"x"))),
+        ("tenant_data", lambda t: invoke_sample("tenant_data_delete", t, name="r0")),
+        ("provision", lambda t: http_sample("provision_post", t)),
+    ],
+    ids=["put-record", "delete-record", "provision"],
+)
+def test_a_transaction_throttled_past_the_retries_answers_503_and_changes_nothing(
+    fns, faults, direct, tenant_id, function, event
+):
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("TransactWriteItems", "cancel_throttled")
+    before = snapshot_tables(TABLES, direct)
+
+    answer = getattr(fns, function)(event(tenant_id))
+    if "statusCode" in answer:
+        assert_unavailable(answer)
+    else:
+        assert answer["error"]["code"] == "unavailable"
+    assert faults.calls["TransactWriteItems"] == ATTEMPTS  # retried, not reported as a conflict
+    assert_backoff(fns.delays)
+    assert snapshot_tables(TABLES, direct) == before
+
+
+def test_a_real_conflict_stays_409_after_backing_off(fns, faults, direct, tenant_id):
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("TransactWriteItems", "cancel_conflict")
+    before = snapshot_tables(TABLES, direct)
+
+    answer = fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r0", value_b64=b64(b"x")))
+    assert answer["error"]["code"] == "conflict"
+    # Each attempt re-reads and writes once: a failed condition is never resent as is.
+    assert faults.calls["TransactWriteItems"] == WRITE_ATTEMPTS
+    assert_backoff(fns.delays)
+    assert snapshot_tables(TABLES, direct) == before
+
+
+def tenant_rows(direct, tenant_id: str) -> dict[str, list[dict]]:
+    rows = {}
+    for table, name in TABLES.items():
+        rows[table] = []
+        for partition in (tenant_id, f"{tenant_id}#external-id"):
+            rows[table] += direct.query(
+                TableName=name,
+                KeyConditionExpression="tenant_id = :t",
+                ExpressionAttributeValues={":t": {"S": partition}},
+                ConsistentRead=True,
+            )["Items"]
+    return rows
+
+
+def given_tenant_to_erase(fns: Deployment, tenant_id: str, records: int) -> None:
+    """Two key versions, records under both, and an issued external id."""
+    given_tenant(fns, tenant_id, records=records // 2)
+    assert fns.provision.http(http_sample("provision_post", tenant_id))[0] == 201
+    for i in range(records // 2, records):
+        put = invoke_sample("tenant_data_put", tenant_id, name=f"r{i}", value_b64=b64(b"w"))
+        assert fns.tenant_data(put)["version"] == 2
+    assert fns.configure.http(http_sample("configure_onboarding_get", tenant_id))[0] == 200
+
+
+def assert_crypto_erased_first(rows: dict[str, list[dict]], records: int) -> None:
+    """Once a record or the config row has gone, no wrapped key is left."""
+    wrapped = [r for r in rows["KeyVersionTable"] if "wrapped_key" in r]
+    if wrapped:
+        assert len(rows["TenantDataTable"]) == records and len(rows["TenantConfigTable"]) == 1
+
+
+def assert_reads_as_erasing(fns: Deployment, tenant_id: str) -> None:
+    status, view = fns.configure.http(http_sample("configure_get", tenant_id))
+    assert (status, view["status"]) == (200, "erasing")
+    for answer in (
+        fns.unwrap(invoke_sample("unwrap", tenant_id)),
+        fns.tenant_data(invoke_sample("tenant_data_get", tenant_id, name="r0")),
+        fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r0", value_b64=b64(b"x"))),
+    ):
+        assert answer["error"]["code"] == "conflict" and "being erased" in answer["error"]["message"]
+    status, body = fns.provision.http(http_sample("provision_post", tenant_id))
+    assert (status, body["error"]["code"]) == (409, "conflict")
+
+
+def test_erase_interrupted_after_any_write_resumes_with_the_keys_gone_first(fns, faults, direct, tenant_id):
+    records = 4
+    for k in itertools.count():
+        tenant = f"{tenant_id}-{k}"
+        given_tenant_to_erase(fns, tenant, records)
+        before = snapshot_tables(TABLES, direct) if k == 0 else None
+        faults.reset()
+        faults.writes_allowed = k
+
+        # When the erasure stops after k writes (the next one stays throttled)
+        answer = fns.erase(http_sample("erase_delete", tenant))
+        faults.reset()
+        if answer["statusCode"] == 204:
+            # fence, key versions, records, external id, config
+            assert k >= 5 and tenant_rows(direct, tenant) == {table: [] for table in TABLES}
+            break
+        assert_unavailable(answer)
+
+        # Then no wrapped key outlived the first deletion of anything else
+        assert_crypto_erased_first(tenant_rows(direct, tenant), records)
+        if k == 0:
+            assert snapshot_tables(TABLES, direct) == before  # refused before any write
+            continue
+        assert_reads_as_erasing(fns, tenant)
+
+        # When it is asked again, it finishes: nothing of the tenant is left
+        assert fns.erase.http(http_sample("erase_delete", tenant)) == (204, None)
+        assert tenant_rows(direct, tenant) == {table: [] for table in TABLES}
+        assert fns.configure.http(http_sample("configure_get", tenant))[1]["status"] == "unconfigured"
+        status, body = fns.erase.http(http_sample("erase_delete", tenant))
+        assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+def test_erase_whose_batch_writes_are_partly_unprocessed_still_completes(fns, faults, direct, tenant_id):
+    given_tenant_to_erase(fns, tenant_id, 26)  # records take two batches
+    faults.calls.clear()
+    fns.delays.clear()
+    faults.fail("BatchWriteItem", "partial", times=3)
+
+    assert fns.erase(http_sample("erase_delete", tenant_id))["statusCode"] == 204
+    assert tenant_rows(direct, tenant_id) == {table: [] for table in TABLES}
+    assert faults.calls["BatchWriteItem"] == 3 + 3  # three batches, each unprocessed rest sent again
+    assert len(fns.delays) == 3
+
+
+def test_erase_whose_batch_writes_stay_unprocessed_is_finished_by_the_schedule(fns, faults, direct, tenant_id):
+    given_tenant_to_erase(fns, tenant_id, 4)
+    fns.delays.clear()
+    faults.fail("BatchWriteItem", "partial")
+
+    assert_unavailable(fns.erase(http_sample("erase_delete", tenant_id)))
+    assert_backoff(fns.delays)
+    rows = tenant_rows(direct, tenant_id)
+    assert_crypto_erased_first(rows, 4)
+    assert len(rows["TenantConfigTable"]) == 1 and rows["TenantConfigTable"][0]["status"] == {"S": "erasing"}
+
+    faults.reset()
+    assert tenant_id in fns.verify.service.erasing_tenants()
+    fns.verify.service.erase(tenant_id, actor="schedule")
+    assert tenant_rows(direct, tenant_id) == {table: [] for table in TABLES}
