@@ -179,7 +179,7 @@ class DynamoDBFaultProxy(FaultProxy):
             items = json.loads(body)["TransactItems"]
             reasons = [{"Code": "ThrottlingError", "Message": THROTTLED} for _ in items]
             if fault == "cancel_conflict":
-                reasons = [{"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}]
+                reasons = [{"Code": "ConditionalCheckFailed", "Message": "The conditional request failed."}]
                 reasons += [{"Code": "None"} for _ in items[1:]]
             codes = ", ".join(r["Code"] for r in reasons)
             message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]"
