@@ -63,3 +63,26 @@ def test_a_tenant_id_reused_after_erasure_never_sees_the_old_key(tenant_id):
     assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
     new = unwrap(invoke_sample("unwrap", tenant_id))
     assert new["version"] == 1 and new["key_b64"] != old_key
+
+
+def test_a_record_write_racing_the_erasure_leaves_nothing_behind(tenant_id):
+    # Given a caller's write that read the tenant's active version before the erasure began
+    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    data, erase = Function("tenant_data"), Function("erase")
+    real_write = data.service._write_record
+    erased = []
+
+    def erase_lands_first(*args, **kwargs):
+        if not erased:
+            erased.append(erase.http(http_sample("erase_delete", tenant_id)))
+        return real_write(*args, **kwargs)
+
+    data.service._write_record = erase_lands_first
+
+    # When the erasure completes between that read and the write
+    answer = data(invoke_sample("tenant_data_put", tenant_id, name="late", value_b64=b64(b"late")))
+
+    # Then the write finds no key version to seal under, and nothing of the tenant remains
+    assert erased == [(204, None)]
+    assert answer["error"]["code"] == "not_found"
+    assert tenant_items(tenant_id) == {table: [] for table in TABLES}
