@@ -75,7 +75,7 @@ CASES = [
     Case("no-claims", "api", "GET", "/tenants/acme/kms", expected=UNAUTHORIZED),
     Case("empty-claims", "api", "GET", "/tenants/acme/kms", claims(""), expected=UNAUTHORIZED),
     *(
-        Case(f"claims-{name}", "api", "POST", "/tenants/acme/keys", claims(raw), expected=(401, "unauthorized"))
+        Case(f"claims-{name}", "api", "GET", "/tenants/acme/kms", claims(raw), expected=(401, "unauthorized"))
         for name, raw in [
             ("not-json", "not json"),
             ("json-list", '[{"sub": "alice"}]'),
@@ -164,7 +164,7 @@ CASES = [
         "invoke-payload-string",
         "invoke",
         "POST",
-        INVOKE.format("TenantDataFunction"),
+        INVOKE.format("UnwrapFunction"),
         body=b'"acme"',
         expected=(200, "invalid_request"),
     ),
@@ -186,7 +186,7 @@ CASES = [
     ),
 ]
 # One case for each function the cases reach under sam local.
-WARM_UP = ("unknown-route", "public-route-ignores-claims", "invoke-payload-list", "invoke-payload-string")
+WARM_UP = ("unknown-route", "public-route-ignores-claims", "invoke-payload-list")
 
 
 @pytest.fixture(scope="module")
@@ -216,16 +216,15 @@ def sam(invoke_image, sam_build, dynamodb_local, tmp_path_factory) -> Iterator[R
         ),
     )
     with contextlib.ExitStack() as started:
-        ports = {}
-        for command in ("start-api", "start-lambda"):
-            port = free_port()
-            log = workdir / f"{command}.log"
-            with log.open("w") as out:
-                process = local.start(command, port, out)
-            started.callback(stop, process)
-            if not wait_listening(port, process, timeout=120):  # a start-up bound, not a speed check
-                pytest.fail(f"sam local {command} did not listen: {log.read_text()[-4000:]}")
-            ports[command] = port
+        ports, processes = {}, {}
+        for command in ("start-api", "start-lambda"):  # both start side by side
+            ports[command] = free_port()
+            with (workdir / f"{command}.log").open("w") as out:
+                processes[command] = local.start(command, ports[command], out)
+            started.callback(stop, processes[command])
+        for command, process in processes.items():
+            if not wait_listening(ports[command], process, timeout=120):  # a start-up bound, not a speed check
+                pytest.fail(f"sam local {command} did not listen: {(workdir / f'{command}.log').read_text()[-4000:]}")
         runner = Runner(api=ports["start-api"], invoke=ports["start-lambda"])
         # Each function the cases reach (the authorizer too) starts its container now, side by
         # side rather than one after another.
