@@ -21,9 +21,11 @@ def _value(encoded: str) -> bytes:
     try:
         value = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("value_b64 is not valid base64") from None
+        raise InvalidRequest(
+            "value_b64 is not valid base64: send standard base64 (A-Z a-z 0-9 + /, padded with =)"
+        ) from None
     if len(value) > settings.max_record_bytes:
-        raise InvalidRequest(f"value_b64 exceeds {settings.max_record_bytes} bytes")
+        raise InvalidRequest(f"value_b64 decodes to more than {settings.max_record_bytes} bytes, a record's limit")
     return value
 
 

@@ -137,7 +137,11 @@ class TenantKms:
         try:
             return self.registry.wrapper_for(provider, config, tenant_id)
         except ProviderNotAvailable:
-            raise InvalidRequest(f"provider {provider} is not available in this deployment") from None
+            available = ", ".join(sorted(self.registry.available()))
+            raise InvalidRequest(
+                f"provider {provider} is not available in this deployment (its operator key is not configured); "
+                f"available: {available}"
+            ) from None
         except ProviderConfigInvalid as exc:
             raise InvalidRequest(f"config for {provider}: {exc}") from None
 

@@ -146,6 +146,13 @@ HTTP_CASES = {
         ["key_arn must be a KMS key ARN or alias ARN", "arn:aws:kms:<region>:<account>:key/"],
         [],
     ),
+    "provider not deployed": (
+        put(body={"provider": "operator_kms_aws", "config": {}}),
+        400,
+        "invalid_request",
+        ["operator_kms_aws is not available", "operator key is not configured", "available:", "global"],
+        [],
+    ),
     "Azure ids malformed": (
         put(body={"provider": "customer_kms_azure", "config": AZURE}),
         400,
@@ -256,7 +263,7 @@ INVOKE_CASES = {
         ["payload needs value_b64", "standard base64"],
     ),
     "data get with value": ("tenant_data", "tenant_data_get", {"value_b64": "AA=="}, ["value_b64", "op put only"]),
-    "data bad base64": ("tenant_data", "tenant_data_put", {"value_b64": "abc"}, ["value_b64", "base64"]),
+    "data bad base64": ("tenant_data", "tenant_data_put", {"value_b64": "abc"}, ["value_b64", "padded with ="]),
     "data name with a lone surrogate": (
         "tenant_data",
         "tenant_data_put",
@@ -273,7 +280,7 @@ INVOKE_CASES = {
         "tenant_data",
         "tenant_data_put",
         {"value_b64": b64(b"x" * (256 * 1024 + 1))},
-        ["value_b64 exceeds 262144 bytes"],
+        ["value_b64 decodes to more than 262144 bytes"],
     ),
 }
 
