@@ -110,6 +110,7 @@ HTTP_CASES = {
         ["body is not valid JSON at character", *BODY_RULE],
         [],
     ),
+    "empty body": (put(raw=b""), 400, "invalid_request", ["body is required", *BODY_RULE], []),
     "a number for a body": (put(raw=b"13"), 400, "invalid_request", ["body must be a JSON object", *BODY_RULE], []),
     "unknown provider": (
         put(body={"provider": "vault", "config": {}}),
