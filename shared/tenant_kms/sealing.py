@@ -34,9 +34,9 @@ def seal_record(tmk: bytes, tenant_id: str, name: str, version: int, plaintext: 
 
 def open_record(tmk: bytes, tenant_id: str, name: str, version: int, blob: bytes) -> bytes:
     if blob[:1] != FORMAT or len(blob) < 1 + NONCE_BYTES + 16:
-        raise RecordIntegrityError(f"record {name!r} is not in a known format")
+        raise RecordIntegrityError(f'record "{name}" is not in a known format')
     nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
     try:
         return AESGCM(tmk).decrypt(nonce, sealed, record_aad(tenant_id, name, version))
     except InvalidTag:
-        raise RecordIntegrityError(f"record {name!r} failed authentication") from None
+        raise RecordIntegrityError(f'record "{name}" failed authentication') from None

@@ -502,7 +502,7 @@ class TenantKms:
                 ciphertext = seal_record(session.tmk, tenant_id, name, row.version, value)
                 if self._write_record(row, name, ciphertext, existing):
                     return {"name": name, "version": row.version}
-            raise Conflict(f"record {name!r} of tenant {tenant_id} is being changed concurrently; retry")
+            raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
 
     def _write_record(self, active: KeyVersion, name: str, ciphertext: bytes, existing: TenantRecord | None) -> bool:
         """Write a record under the active version, keeping every version's record count exact.
@@ -550,7 +550,7 @@ class TenantKms:
             config = self._unsealed(self._require_config(tenant_id))
             record = _get_record(tenant_id, name)
             if record is None:
-                raise NotFound(f"tenant {tenant_id} has no record {name!r}")
+                raise NotFound(f'tenant {tenant_id} has no record "{name}"')
             row = self._version(tenant_id, record.version)
             entry.update(version=row.version, provider=row.provider)
             session = self._open(config, row)
@@ -565,7 +565,7 @@ class TenantKms:
                     self.backoff.pause(attempt - 1)  # another writer won the race: let it finish
                 record = _get_record(tenant_id, name)
                 if record is None:
-                    raise NotFound(f"tenant {tenant_id} has no record {name!r}")
+                    raise NotFound(f'tenant {tenant_id} has no record "{name}"')
                 entry["version"] = record.version
                 try:
                     with TransactWrite(connection=self.connection) as tx:
@@ -578,7 +578,7 @@ class TenantKms:
                 except TransactWriteError:
                     continue
                 return {"name": name, "deleted": True}
-            raise Conflict(f"record {name!r} of tenant {tenant_id} is being changed concurrently; retry")
+            raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
 
     # ---------------------------------------------------------------- rewrap
 
