@@ -35,6 +35,7 @@ from kms_wrapping import (
     WrappedKey,
 )
 from kms_wrapping import ProviderUnavailable as WrapperUnavailable
+from tenant_kms.errors import TenantKmsError
 from tenant_kms.models import KeyVersion, TenantConfig
 from tenant_kms.observability import count, count_for, logger
 from tenant_kms.service import ACTIVE, ERASING, RETIRED, SEALED, TenantKms, iso
@@ -53,9 +54,6 @@ class VersionFailed(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-    def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
 
 
 class WrappingKeyRotation:
@@ -89,7 +87,12 @@ class WrappingKeyRotation:
                 complete = False
                 old_key.update(row.provider for row in rows)
                 continue
-            config = self._config(tenant_id)
+            try:
+                config = self._config(tenant_id)
+            except TenantKmsError as error:  # our own storage, after its retries
+                old_key.update(row.provider for row in rows)
+                failed.append({"tenant_id": tenant_id, "code": error.code, "message": error.message})
+                continue
             if config is None:
                 continue  # erased or being erased: nothing to keep
             if config.status == SEALED:
@@ -104,9 +107,16 @@ class WrappingKeyRotation:
                 checked += 1
                 try:
                     outcome = self._rewrap(row, current_ids, actor)
-                except VersionFailed as failure:
+                except (VersionFailed, TenantKmsError) as failure:  # the latter: our storage, after its retries
                     old_key[row.provider] += 1
-                    failed.append({"tenant_id": tenant_id, "version": row.version, **failure.as_dict()})
+                    failed.append(
+                        {
+                            "tenant_id": tenant_id,
+                            "version": row.version,
+                            "code": failure.code,
+                            "message": failure.message,
+                        }
+                    )
                     count("KeyVersionRewrapFailures")
                     logger.warning("key version not re-wrapped", tenant_id=tenant_id, code=failure.code)
                     continue
