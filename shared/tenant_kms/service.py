@@ -178,12 +178,43 @@ class TenantKms:
             wrapper = self._wrapper(provider, config, tenant_id)
             existing = self._existing_config(tenant_id)
             self._probe(tenant_id, provider, wrapper, existing)
-            entry["version"] = self._provision(tenant_id, provider, dict(config), wrapper, existing, verified=True)
+            if existing is not None and (existing.provider, existing.config) == (provider, dict(config)):
+                entry["version"] = self._reconfirm(existing, wrapper)
+            else:
+                entry["version"] = self._provision(tenant_id, provider, dict(config), wrapper, existing, verified=True)
         if existing is not None and existing.status == SEALED:
             # The new active version wrapped and unwrapped: that lifts the seal.
             count("TenantsUnsealed")
             self.audit.event("unseal", actor=actor, tenant_id=tenant_id, provider=provider, version=entry["version"])
         return self.config_view(tenant_id)
+
+    def _reconfirm(self, existing: TenantConfig, wrapper: KeyWrapper) -> int:
+        """A configure with the current provider and config, whose probe passed: record the
+        verification and keep the active version (rotation is provision's job).
+
+        A sealed tenant unseals if its active version unwraps again. If the provider still
+        refuses that version while the config itself probes fine (e.g. the key version that
+        wrapped it is gone), a new version under the same config is the only way out, as
+        with any configure.
+        """
+        tenant_id = existing.tenant_id
+        now = iso(self.clock())
+        actions = [TenantConfig.last_verified_at.set(now), TenantConfig.last_verify_error.remove()]
+        if existing.status == SEALED:
+            try:
+                self._unwrap(self._version(tenant_id, existing.active_version))
+            except KeyAccessRefused:
+                return self._provision(tenant_id, existing.provider, existing.config, wrapper, existing, verified=True)
+            actions += [
+                TenantConfig.status.set(ACTIVE),
+                TenantConfig.sealed_reason.remove(),
+                TenantConfig.sealed_at.remove(),
+            ]
+        try:
+            existing.update(actions=actions, condition=TenantConfig.revision == existing.revision)
+        except UpdateError:
+            raise Conflict(f"the config of tenant {tenant_id} changed during verification; retry") from None
+        return existing.active_version
 
     def provision(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
         """A new version under the current config; an unconfigured tenant gets the global default."""
