@@ -57,6 +57,7 @@ class KeyVersion(Model):
     key_uid = UnicodeAttribute()  # random; tells a re-created version apart in caches
     wrapped_key = BinaryAttribute(legacy_encoding=False, null=True)
     records = NumberAttribute(default=0)  # records sealed under this version
+    encryptions = NumberAttribute(default=0)  # records ever sealed under it: the usage budget's count
     created_at = UnicodeAttribute()
     retired_at = UnicodeAttribute(null=True)
     destroyed_at = UnicodeAttribute(null=True)

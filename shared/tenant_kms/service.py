@@ -50,6 +50,8 @@ from tenant_kms.storage import Backoff
 ACTIVE, RETIRED, DESTROYED = "active", "retired", "destroyed"
 SEALED = "sealed"
 WRITE_ATTEMPTS = 5
+# Spent versions one write may meet in a row (each took a whole budget of other writes).
+WRITE_ROTATIONS = 16
 
 
 def iso(epoch: float) -> str:
@@ -522,9 +524,8 @@ class TenantKms:
 
     def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            for attempt in range(1, WRITE_ATTEMPTS + 1):
-                if attempt > 1:
-                    self.backoff.pause(attempt - 1)  # another writer won the race: let it finish
+            attempts = rotations = 0
+            while attempts < WRITE_ATTEMPTS and rotations < WRITE_ROTATIONS:
                 config = self._unsealed(self._require_config(tenant_id))
                 row = self._version(tenant_id, config.active_version)
                 entry.update(version=row.version, provider=row.provider)
@@ -533,12 +534,19 @@ class TenantKms:
                 ciphertext = seal_record(session.tmk, tenant_id, name, row.version, value)
                 if self._write_record(row, name, ciphertext, existing):
                     return {"name": name, "version": row.version}
+                if self._rotate_if_spent(config, row, actor=actor):
+                    rotations += 1  # not contention: the version's budget of writes landed
+                    continue
+                attempts += 1
+                if attempts < WRITE_ATTEMPTS:
+                    self.backoff.pause(attempts)  # another writer won the race: let it finish
             raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
 
     def _write_record(self, active: KeyVersion, name: str, ciphertext: bytes, existing: TenantRecord | None) -> bool:
         """Write a record under the active version, keeping every version's record count exact.
 
-        False when a condition failed: the version was retired, or the record changed, meanwhile.
+        False when a condition failed: the version was retired, or spent its usage budget, or
+        the record changed, meanwhile.
         """
         tenant_id = active.tenant_id
         record = TenantRecord(
@@ -549,23 +557,27 @@ class TenantKms:
             revision=(existing.revision + 1) if existing else 1,
             updated_at=iso(self.clock()),
         )
-        still_active = (KeyVersion.status == ACTIVE) & (KeyVersion.key_uid == active.key_uid)
+        # Every ciphertext stored counts against its version's usage budget; a write refused
+        # here stores nothing, so its nonce is never seen.
+        within_budget = (
+            (KeyVersion.status == ACTIVE)
+            & (KeyVersion.key_uid == active.key_uid)
+            & (KeyVersion.encryptions.does_not_exist() | (KeyVersion.encryptions < self.settings.key_usage_budget))
+        )
+        moves = existing is None or existing.version != active.version
         try:
             with TransactWrite(connection=self.connection) as tx:
-                if existing is not None and existing.version == active.version:
-                    tx.condition_check(KeyVersion, tenant_id, active.version, condition=still_active)
-                else:
+                tx.update(
+                    KeyVersion(tenant_id, active.version),
+                    actions=[KeyVersion.encryptions.add(1), *([KeyVersion.records.add(1)] if moves else [])],
+                    condition=within_budget,
+                )
+                if moves and existing is not None:
                     tx.update(
-                        KeyVersion(tenant_id, active.version),
-                        actions=[KeyVersion.records.add(1)],
-                        condition=still_active,
+                        KeyVersion(tenant_id, existing.version),
+                        actions=[KeyVersion.records.add(-1)],
+                        condition=KeyVersion.records > 0,
                     )
-                    if existing is not None:
-                        tx.update(
-                            KeyVersion(tenant_id, existing.version),
-                            actions=[KeyVersion.records.add(-1)],
-                            condition=KeyVersion.records > 0,
-                        )
                 tx.save(
                     record,
                     condition=(TenantRecord.revision == existing.revision) & (TenantRecord.version == existing.version)
@@ -574,6 +586,38 @@ class TenantKms:
                 )
         except TransactWriteError:
             return False
+        return True
+
+    def _rotate_if_spent(self, config: TenantConfig, spent: KeyVersion, *, actor: str) -> bool:
+        """True when ``spent`` has sealed its budget of records (KEY_USAGE_BUDGET) and the next
+        version is active now: provisioned here, or by a concurrent writer whose provision won
+        (the config's revision lets exactly one through). False: the write failed for another
+        reason.
+        """
+        tenant_id = spent.tenant_id
+        try:
+            current = KeyVersion.get(tenant_id, spent.version, consistent_read=True)
+        except DoesNotExist:
+            return False
+        if (current.encryptions or 0) < self.settings.key_usage_budget:
+            return False
+        if current.status != ACTIVE or config.active_version != spent.version:
+            return True
+        wrapper = self._wrapper(config.provider, config.config, tenant_id)
+        try:
+            version = self._provision(tenant_id, config.provider, config.config, wrapper, config)
+        except Conflict:
+            return True  # another writer rotated first; the caller re-reads the active version
+        count("KeyVersionsRotatedForBudget")
+        self.audit.event(
+            "rotate_for_usage_budget",
+            actor=actor,
+            tenant_id=tenant_id,
+            provider=config.provider,
+            version=version,
+            retired_version=spent.version,
+            encryptions=current.encryptions,
+        )
         return True
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
@@ -634,6 +678,8 @@ class TenantKms:
                 if should_stop():
                     complete = False
                     break
+                if record.version == active.version:
+                    continue  # written under a version rotated in during this run
                 if record.version not in versions:
                     versions[record.version] = self._version(tenant_id, record.version)
                 old_key = self._open(config, versions[record.version])
@@ -643,8 +689,12 @@ class TenantKms:
                 if self._write_record(active, record.name, ciphertext, record):
                     migrated += 1
                     count("RecordsRewrapped")
-                else:
-                    skipped += 1  # changed by a caller meanwhile, or the active version moved on
+                    continue
+                skipped += 1  # changed by a caller meanwhile, or the active version moved on
+                if self._rotate_if_spent(config, active, actor=actor):
+                    # The rest go to the next version; this record waits for the next run.
+                    config = self._unsealed(self._require_config(tenant_id))
+                    active = self._version(tenant_id, config.active_version)
             remaining = sum(
                 row.records for row in KeyVersion.query(tenant_id, consistent_read=True) if row.status == RETIRED
             )
@@ -696,4 +746,5 @@ def _version_view(row: KeyVersion) -> dict[str, Any]:
         "retired_at": row.retired_at,
         "destroyed_at": row.destroyed_at,
         "records": row.records,
+        "encryptions": row.encryptions or 0,
     }

@@ -208,11 +208,12 @@ def test_the_direct_invoke_functions_write_only_what_their_work_needs(resources)
     # Unwrap: seals and unseals the tenant; reads versions, never changes them.
     assert writes_of(resources, "UnwrapFunctionRole", "TenantConfigTable") == {"dynamodb:UpdateItem"}
     assert writes_of(resources, "UnwrapFunctionRole", "KeyVersionTable") == set()
-    # Tenant data: seals; keeps each version's record count in the record's transaction.
+    # Tenant data: seals; keeps each version's counts in the record's transaction; provisions
+    # the next version when the active one has spent its usage budget.
     assert writes_of(resources, "TenantDataFunctionRole", "TenantConfigTable") == {"dynamodb:UpdateItem"}
     assert writes_of(resources, "TenantDataFunctionRole", "KeyVersionTable") == {
         "dynamodb:UpdateItem",
-        "dynamodb:ConditionCheckItem",
+        "dynamodb:PutItem",
     }
 
 
