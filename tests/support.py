@@ -205,6 +205,18 @@ def read_record(data: Function, tenant_id: str, name: str) -> tuple[bytes, int] 
     return base64.b64decode(answer["value_b64"]), answer["version"]
 
 
+def key_versions(tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's version views, as GET …/keys lists them."""
+    return Function("provision").http(http_sample("provision_list", tenant_id))[1]["versions"]
+
+
+def configured_global(tenant_id: str) -> dict[str, Any]:
+    """The config view after configuring the tenant on the global wrap."""
+    status, view = Function("configure").http(http_sample("configure_put_global", tenant_id))
+    assert status == 200, view
+    return view
+
+
 def readme_block(after: str) -> str:
     """The first bash block of the README after the first occurrence of ``after``."""
     readme = (ROOT / "README.md").read_text()

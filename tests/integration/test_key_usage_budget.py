@@ -6,23 +6,21 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from support import Function, b64, http_sample, invoke_sample, read_record, structured_logs
-
-
-def versions(tenant_id: str) -> list[dict]:
-    return Function("provision").http(http_sample("provision_list", tenant_id))[1]["versions"]
-
-
-def configured(tenant_id: str) -> dict:
-    status, view = Function("configure").http(http_sample("configure_put_global", tenant_id))
-    assert status == 200, view
-    return view
+from support import (
+    Function,
+    b64,
+    configured_global,
+    invoke_sample,
+    key_versions,
+    read_record,
+    structured_logs,
+)
 
 
 def test_a_version_seals_at_most_its_budget_then_the_next_version_takes_over(tenant_id, monkeypatch, capsys):
     # Given a deployment with a budget of 3 records per key version
     monkeypatch.setenv("KEY_USAGE_BUDGET", "3")
-    configured(tenant_id)
+    configured_global(tenant_id)
     data = Function("tenant_data")
     put = lambda name, value: data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(value)))  # noqa: E731
 
@@ -33,7 +31,7 @@ def test_a_version_seals_at_most_its_budget_then_the_next_version_takes_over(ten
         assert put("r3", b"three")["version"] == 2
 
     # Then version 1 is retired at its budget, version 2 is active, and everything reads
-    listed = [(v["version"], v["status"], v["records"], v["encryptions"]) for v in versions(tenant_id)]
+    listed = [(v["version"], v["status"], v["records"], v["encryptions"]) for v in key_versions(tenant_id)]
     assert listed == [(1, "retired", 2, 3), (2, "active", 1, 1)]
     assert read_record(data, tenant_id, "r1") == (b"one again", 1)
     assert read_record(data, tenant_id, "r2") == (b"two", 1)
@@ -45,7 +43,7 @@ def test_a_version_seals_at_most_its_budget_then_the_next_version_takes_over(ten
 def test_concurrent_writers_at_the_budget_leave_one_active_version_and_lose_no_write(tenant_id, monkeypatch):
     # Given a budget of 3 and version 1 one write short of it
     monkeypatch.setenv("KEY_USAGE_BUDGET", "3")
-    configured(tenant_id)
+    configured_global(tenant_id)
     setup = Function("tenant_data")
     for name in ("w0", "w1"):
         setup(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(name.encode())))
@@ -63,7 +61,7 @@ def test_concurrent_writers_at_the_budget_leave_one_active_version_and_lose_no_w
 
     # Then every write landed, versions are contiguous with exactly one active, none over budget
     assert all("error" not in a for a in answers), answers
-    listed = versions(tenant_id)
+    listed = key_versions(tenant_id)
     assert [v["version"] for v in listed] == [1, 2, 3, 4]
     assert [v["status"] for v in listed] == ["retired", "retired", "retired", "active"]
     assert [v["encryptions"] for v in listed] == [3, 3, 3, 1]

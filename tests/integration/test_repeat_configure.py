@@ -6,13 +6,9 @@ from __future__ import annotations
 import time
 
 import boto3
-from support import Clock, Function, http_sample, read_record
+from support import Clock, Function, http_sample, key_versions, read_record
 from test_sealing import sealed_by_the_active_version
 from testenv import TABLES
-
-
-def versions(tenant_id: str) -> list[dict]:
-    return Function("provision").http(http_sample("provision_list", tenant_id))[1]["versions"]
 
 
 def test_an_identical_configure_reverifies_and_provisions_nothing(tenant_id):
@@ -35,7 +31,7 @@ def test_an_identical_configure_reverifies_and_provisions_nothing(tenant_id):
     assert status == 200, view
     assert view["active_version"] == 1 and view["status"] == "active"
     assert view["last_verified_at"] > first["last_verified_at"] and view["last_verify_error"] is None
-    assert [(v["version"], v["status"]) for v in versions(tenant_id)] == [(1, "active")]
+    assert [(v["version"], v["status"]) for v in key_versions(tenant_id)] == [(1, "active")]
 
 
 def test_an_identical_configure_unseals_when_the_active_version_unwraps_again(tenant_id):
@@ -49,7 +45,7 @@ def test_an_identical_configure_unseals_when_the_active_version_unwraps_again(te
     # Then the seal is lifted with no new version
     assert status == 200, view
     assert (view["status"], view["active_version"], view["sealed_reason"]) == ("active", 2, None)
-    assert [v["version"] for v in versions(tenant_id)] == [1, 2]
+    assert [v["version"] for v in key_versions(tenant_id)] == [1, 2]
     assert read_record(Function("tenant_data"), tenant_id, "c") == (b"c", 2)
 
 
@@ -65,4 +61,4 @@ def test_an_identical_configure_of_a_sealed_tenant_whose_active_version_stays_re
     # Then the first one is the way out (a new version), the second provisions nothing
     assert first[0] == 200 and (first[1]["status"], first[1]["active_version"]) == ("active", 3)
     assert second[0] == 200 and second[1]["active_version"] == 3
-    assert [v["version"] for v in versions(tenant_id)] == [1, 2, 3]
+    assert [v["version"] for v in key_versions(tenant_id)] == [1, 2, 3]
