@@ -47,6 +47,7 @@ def environment() -> dict[str, str]:
         "CONFIG_TABLE": "bench-configs",
         "KEY_VERSION_TABLE": "bench-versions",
         "TENANT_DATA_TABLE": "bench-data",
+        "IDEMPOTENCY_TABLE": "bench-idempotency",
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",

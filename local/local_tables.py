@@ -15,6 +15,7 @@ TABLE_SETTINGS = {
     "TenantConfigTable": "CONFIG_TABLE",
     "KeyVersionTable": "KEY_VERSION_TABLE",
     "TenantDataTable": "TENANT_DATA_TABLE",
+    "IdempotencyTable": "IDEMPOTENCY_TABLE",
 }
 
 
@@ -66,3 +67,6 @@ def create_tables(client: Any, names: dict[str, str]) -> None:
                 request[index_kind] = props[index_kind]
         client.create_table(**request)
         client.get_waiter("table_exists").wait(TableName=name)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)

@@ -34,12 +34,15 @@ LOCAL_TABLES = {
     "TenantConfigTable": "tenant-kms-configs",
     "KeyVersionTable": "tenant-kms-key-versions",
     "TenantDataTable": "tenant-kms-tenant-data",
+    "IdempotencyTable": "tenant-kms-idempotency",
 }
 RUNNERS = ("auto", "sam", "gateway")
 
 
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
-    """The functions' environment as template.yaml declares it, parameters at their defaults."""
+    """The functions' environment as template.yaml declares it, parameters at their defaults:
+    Globals and every function's own variables (the in-process gateway runs them all in one
+    process)."""
     parameters = template.get("Parameters", {})
 
     def resolve(value: Any) -> Any:
@@ -60,9 +63,11 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
             return ""
         return value
 
-    return {
-        name: str(resolve(value)) for name, value in template["Globals"]["Function"]["Environment"]["Variables"].items()
-    }
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if isinstance(resource, dict) and resource["Type"] == "AWS::Serverless::Function":
+            variables.update(((resource["Properties"].get("Environment") or {}).get("Variables")) or {})
+    return {name: str(resolve(value)) for name, value in variables.items()}
 
 
 def configure_environment(endpoint: str, tables: dict[str, str], master_key_b64: str) -> None:

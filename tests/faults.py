@@ -21,6 +21,9 @@ class FaultProxy:
         self._persistent: str | None = None
         self._lock = threading.Lock()
         self.delay_seconds = 3.0
+        self._held_actions: set[str] = set()
+        self._release = threading.Event()
+        self.held = 0  # requests held back so far
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,6 +32,7 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = (self.headers.get("X-Amz-Target") or "").split(".")[-1] or "unknown"
+                proxy.hold_if_asked(action)
                 proxy.handle(self, action, body)
 
             def _answer(self, status: int, payload: dict) -> None:
@@ -70,6 +74,12 @@ class FaultProxy:
 
     content_type = "application/x-amz-json-1.1"
 
+    def hold_if_asked(self, action: str) -> None:
+        if action in self._held_actions:
+            with self._lock:
+                self.held += 1
+            self._release.wait(60)
+
     def handle(self, handler, action: str, body: bytes) -> None:
         """Answer one request: a fault, or the service's own answer."""
         fault = self._take(action)
@@ -96,6 +106,15 @@ class FaultProxy:
     def fail_always(self, kind: str | None) -> None:
         with self._lock:
             self._persistent = kind
+
+    def hold(self, action: str) -> None:
+        """Keep every request of ``action`` waiting until release()."""
+        self._release.clear()
+        self._held_actions.add(action)
+
+    def release(self) -> None:
+        self._held_actions.clear()
+        self._release.set()
 
     def reset(self) -> None:
         with self._lock:

@@ -14,7 +14,10 @@ TABLES = {
     "TenantConfigTable": f"tkms-configs-{RUN}",
     "KeyVersionTable": f"tkms-key-versions-{RUN}",
     "TenantDataTable": f"tkms-tenant-data-{RUN}",
+    "IdempotencyTable": f"tkms-idempotency-{RUN}",
 }
+# The tables keyed by tenant_id (idempotency records are keyed by a hash of tenant and key).
+TENANT_TABLES = {k: v for k, v in TABLES.items() if k != "IdempotencyTable"}
 
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -25,6 +28,7 @@ os.environ.update(
     CONFIG_TABLE=TABLES["TenantConfigTable"],
     KEY_VERSION_TABLE=TABLES["KeyVersionTable"],
     TENANT_DATA_TABLE=TABLES["TenantDataTable"],
+    IDEMPOTENCY_TABLE=TABLES["IdempotencyTable"],
     MASTER_KEY_B64=base64.b64encode(MASTER_KEY).decode(),
     POWERTOOLS_TRACE_DISABLED="true",
     POWERTOOLS_DEV="false",

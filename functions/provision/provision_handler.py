@@ -1,5 +1,6 @@
 """Admin API: provision a new key version, list versions, destroy a retired version."""
 
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -12,19 +13,33 @@ from tenant_kms.api import (
     no_content,
     routed_tenant,
 )
+from tenant_kms.idempotency import RepeatSafe, idempotency_key
 from tenant_kms.observability import logger, metrics
 from tenant_kms.service import TenantKms
-from tenant_kms.settings import Settings
+from tenant_kms.settings import ConfigurationError, Settings
 from tenant_kms.tracing import tracer
 
 settings = Settings.from_env()
 service = TenantKms(settings)
+if not settings.idempotency_table:
+    raise ConfigurationError("setting IDEMPOTENCY_TABLE is required")
+repeat_safe = RepeatSafe(settings.idempotency_table, name="provision")
 app = admin_resolver()
 
 
 @app.post("/tenants/<tenant_id>/keys")
 def provision():
-    return json_response(201, service.provision(routed_tenant(app), actor=current_caller(app).actor))
+    tenant_id, actor = routed_tenant(app), current_caller(app).actor
+    key = idempotency_key(app.current_event.headers)
+    if key is None:
+        return json_response(201, service.provision(tenant_id, actor=actor))
+    status, body = repeat_safe.answer(
+        tenant_id,
+        key,
+        {"body": app.current_event.body or ""},
+        lambda: (201, service.provision(tenant_id, actor=actor)),
+    )
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.get("/tenants/<tenant_id>/keys")
@@ -42,4 +57,5 @@ def destroy(version: str):
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    repeat_safe.register_lambda_context(context)
     return handle_admin(app, event, context, settings, service.clock)

@@ -73,6 +73,8 @@ class Settings:
     # This deployment as an OIDC issuer towards Entra ID, and the KMS key that signs for it.
     federation_issuer_url: str = ""
     federation_signing_key_id: str = ""
+    # Idempotency records of POST /tenants/{tenant_id}/keys (only the provision function has it).
+    idempotency_table: str = ""
     # Records sealed under one key version before the next is provisioned. AES-GCM with random
     # 96-bit nonces: NIST SP 800-38D (8.3) allows at most 2^32 encryptions per key, which keeps
     # the chance of a repeated nonce under 2^-32; 2^30 stays well inside that (about 2^-37) and
@@ -115,6 +117,7 @@ class Settings:
             key_wrapping_role_arn=env.get("KEY_WRAPPING_ROLE_ARN", "").strip(),
             federation_issuer_url=env.get("FEDERATION_ISSUER_URL", "").strip().rstrip("/"),
             federation_signing_key_id=env.get("FEDERATION_SIGNING_KEY_ID", "").strip(),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip(),
             key_usage_budget=_int(env, "KEY_USAGE_BUDGET", 2**30, low=1, high=2**32),
         )
         if settings.admin_authorizer not in ADMIN_AUTHORIZERS:

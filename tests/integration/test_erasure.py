@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import boto3
 from support import Function, b64, http_sample, invoke_sample
-from testenv import TABLES
+from testenv import TENANT_TABLES
 
 
 def tenant_items(tenant_id: str) -> dict[str, list]:
@@ -16,7 +16,7 @@ def tenant_items(tenant_id: str) -> dict[str, list]:
             ExpressionAttributeValues={":t": {"S": tenant_id}},
             ConsistentRead=True,
         )["Items"]
-        for table, name in TABLES.items()
+        for table, name in TENANT_TABLES.items()
     }
 
 
@@ -37,7 +37,7 @@ def test_erased_tenant_has_no_keys_left_and_every_read_is_not_found(tenant_id):
     assert Function("erase").http(http_sample("erase_delete", tenant_id)) == (204, None)
 
     # Then no wrapped key (nor any other row) of it remains in any table
-    assert tenant_items(tenant_id) == {table: [] for table in TABLES}
+    assert tenant_items(tenant_id) == {table: [] for table in TENANT_TABLES}
     # and even the warm instances answer not_found, from cache or not
     assert unwrap(invoke_sample("unwrap", tenant_id))["error"]["code"] == "not_found"
     assert unwrap(invoke_sample("unwrap_version", tenant_id, version=1))["error"]["code"] == "not_found"
@@ -85,4 +85,4 @@ def test_a_record_write_racing_the_erasure_leaves_nothing_behind(tenant_id):
     # Then the write finds no key version to seal under, and nothing of the tenant remains
     assert erased == [(204, None)]
     assert answer["error"]["code"] == "not_found"
-    assert tenant_items(tenant_id) == {table: [] for table in TABLES}
+    assert tenant_items(tenant_id) == {table: [] for table in TENANT_TABLES}

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from faults import DynamoDBFaultProxy
 from support import Function, b64, http_sample, invoke_sample, snapshot_tables
-from testenv import TABLES
+from testenv import TABLES, TENANT_TABLES
 
 ATTEMPTS = 5  # the service's default Backoff.attempts
 WRITE_ATTEMPTS = 5  # service.WRITE_ATTEMPTS
@@ -153,7 +153,7 @@ def test_a_real_conflict_stays_409_after_backing_off(fns, faults, direct, tenant
 
 def tenant_rows(direct, tenant_id: str) -> dict[str, list[dict]]:
     rows = {}
-    for table, name in TABLES.items():
+    for table, name in TENANT_TABLES.items():
         rows[table] = []
         for partition in (tenant_id, f"{tenant_id}#external-id"):
             rows[table] += direct.query(
@@ -209,7 +209,7 @@ def test_erase_interrupted_after_any_write_resumes_with_the_keys_gone_first(fns,
         faults.reset()
         if answer["statusCode"] == 204:
             # fence, key versions, records, external id, config
-            assert k >= 5 and tenant_rows(direct, tenant) == {table: [] for table in TABLES}
+            assert k >= 5 and tenant_rows(direct, tenant) == {table: [] for table in TENANT_TABLES}
             break
         assert_unavailable(answer)
 
@@ -222,7 +222,7 @@ def test_erase_interrupted_after_any_write_resumes_with_the_keys_gone_first(fns,
 
         # When it is asked again, it finishes: nothing of the tenant is left
         assert fns.erase.http(http_sample("erase_delete", tenant)) == (204, None)
-        assert tenant_rows(direct, tenant) == {table: [] for table in TABLES}
+        assert tenant_rows(direct, tenant) == {table: [] for table in TENANT_TABLES}
         assert fns.configure.http(http_sample("configure_get", tenant))[1]["status"] == "unconfigured"
         status, body = fns.erase.http(http_sample("erase_delete", tenant))
         assert (status, body["error"]["code"]) == (404, "not_found")
@@ -235,7 +235,7 @@ def test_erase_whose_batch_writes_are_partly_unprocessed_still_completes(fns, fa
     faults.fail("BatchWriteItem", "partial", times=3)
 
     assert fns.erase(http_sample("erase_delete", tenant_id))["statusCode"] == 204
-    assert tenant_rows(direct, tenant_id) == {table: [] for table in TABLES}
+    assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}
     assert faults.calls["BatchWriteItem"] == 3 + 3  # three batches, each unprocessed rest sent again
     assert len(fns.delays) == 3
 
@@ -254,4 +254,4 @@ def test_erase_whose_batch_writes_stay_unprocessed_is_finished_by_the_schedule(f
     faults.reset()
     assert tenant_id in fns.verify.service.erasing_tenants()
     fns.verify.service.erase(tenant_id, actor="schedule")
-    assert tenant_rows(direct, tenant_id) == {table: [] for table in TABLES}
+    assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}

@@ -257,9 +257,16 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     assert call("TenantDataFunction", "tenant_data_delete") == {"name": "db-admin-password", "deleted": True}
 
     assert http(call("ProvisionFunction", "provision_destroy")) == (204, None)
+    # A retried provision (same Idempotency-Key) answers its first answer: records in DynamoDB Local
+    created = http(call("ProvisionFunction", "provision_post_idempotent"))
+    assert created == (201, {"version": 3, "status": "active"})
+    assert http(call("ProvisionFunction", "provision_post_idempotent")) == created
     assert http(call("EraseFunction", "erase_delete")) == (204, None)
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
-    assert all(items == [] for items in stack.snapshot().values())
+    # Only the stored answer outlives the tenant, until it expires (24 h): no key, no record
+    idempotency = testenv.TABLES["IdempotencyTable"]
+    assert all(items == [] for name, items in stack.snapshot().items() if name != idempotency)
+    assert [item["status"]["S"] for item in stack.snapshot()[idempotency]] == ["COMPLETED"]
 
     # The functions' logs as sam local shows them: audit events, and no key in any encoding.
     logs = "\n".join(stack.logs)

@@ -87,11 +87,24 @@ def test_tables_match_the_models():
         assert props["DeletionProtectionEnabled"] is True
 
 
+def test_idempotency_records_expire_and_are_kept_as_powertools_writes_them():
+    props = table_definitions(TEMPLATE)["IdempotencyTable"]
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST" and props["SSESpecification"]["SSEEnabled"] is True
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    provision = TEMPLATE["Resources"]["ProvisionFunction"]["Properties"]
+    assert provision["Environment"]["Variables"]["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+
+
 def test_every_setting_the_code_reads_is_declared_in_the_template():
     source = (ROOT / "shared/tenant_kms/settings.py").read_text()
     read = set(re.findall(r'(?:_required|_int)\(env, "([A-Z0-9_]+)"', source))
     read |= set(re.findall(r'env\.get\("([A-Z0-9_]+)"', source))
     declared = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in TEMPLATE["Resources"].values():  # a function's own, e.g. its idempotency table
+        if isinstance(resource, dict) and resource["Type"] == "AWS::Serverless::Function":
+            declared |= set(((resource["Properties"].get("Environment") or {}).get("Variables")) or {})
     lambda_provided = {"AWS_REGION", "AWS_DEFAULT_REGION"}
     assert read - lambda_provided <= declared
     assert {"CONFIG_TABLE", "MASTER_KEY_B64", "MASTER_KEY_SECRET_ID"} <= read
@@ -120,8 +133,9 @@ def test_no_iam_statement_allows_every_action():
 def test_the_local_runner_resolves_the_templates_environment():
     from run_local import template_environment
 
-    tables = {"TenantConfigTable": "c", "KeyVersionTable": "k", "TenantDataTable": "d"}
+    tables = {"TenantConfigTable": "c", "KeyVersionTable": "k", "TenantDataTable": "d", "IdempotencyTable": "i"}
     env = template_environment(TEMPLATE, tables)
+    assert env["IDEMPOTENCY_TABLE"] == "i" and env["KEY_USAGE_BUDGET"] == str(2**30)
     assert env["CONFIG_TABLE"] == "c" and env["CUSTOMER_ACCOUNT_IDS"] == "" and env["SESSION_TTL_SECONDS"] == "3600"
     assert all(isinstance(value, str) and "Fn::" not in value and "{" not in value for value in env.values())
 

@@ -217,6 +217,18 @@ def test_the_direct_invoke_functions_write_only_what_their_work_needs(resources)
     }
 
 
+def test_only_the_provision_function_keeps_idempotency_records(resources):
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role" and logical_id != "ProvisionFunctionRole":
+            assert writes_of(resources, logical_id, "IdempotencyTable") == set(), logical_id
+    found = set()
+    for owner, statement in statements(resources, expand_managed=True):
+        if owner == "ProvisionFunctionRole" and "IdempotencyTable" in json.dumps(statement["Resource"]):
+            assert statement["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}, statement
+            found |= set(as_list(statement["Action"]))
+    assert found == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
 def test_only_the_key_wrapping_role_signs_federation_assertions(resources):
     key = resources["FederationSigningKey"]["Properties"]
     assert (key["KeySpec"], key["KeyUsage"]) == ("RSA_2048", "SIGN_VERIFY")
