@@ -206,8 +206,8 @@ def _checked_body(event: dict[str, Any], route_key: Any, max_body_bytes: int) ->
 
     A route that takes a body is resolved with it as checked (plain text, media type
     spelled as Powertools expects). A request whose route key is not the route it names is
-    never served (404/405), but Powertools may parse its body before refusing it: an unsafe
-    body is dropped from it."""
+    never served (404/405), but Powertools may parse its body before refusing it: it gets
+    the body only when that is safe JSON, and no media type to parse it by."""
     body = _body_bytes(event)
     if len(body) > max_body_bytes:
         raise PayloadTooLarge(f"body exceeds {max_body_bytes} bytes")
@@ -217,26 +217,27 @@ def _checked_body(event: dict[str, Any], route_key: Any, max_body_bytes: int) ->
         if body:
             raise InvalidRequest(f"{route_key} takes no body: send none (not even {{}})")
         return event
-    if not body:
-        return event
+    sent = event.get("headers")
+    headers = {k: v for k, v in (sent if isinstance(sent, dict) else {}).items() if str(k).lower() != "content-type"}
     if not served:
         try:
-            untrusted_json.parse(body.decode("utf-8"))
+            if body:
+                untrusted_json.parse(body.decode("utf-8"))
         except ValueError:  # UnicodeDecodeError too: nothing may parse it, and nothing needs to
-            return {**event, "body": None, "isBase64Encoded": False}
-        return event
+            return {**event, "headers": headers, "body": None, "isBase64Encoded": False}
+        return {**event, "headers": headers}
     accepted = BODY_ROUTES[route_key]
-    if _media_type(event.get("headers")) != JSON_MEDIA_TYPE:
+    if body and _media_type(event.get("headers")) != JSON_MEDIA_TYPE:
         raise UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE} (header Content-Type: {JSON_MEDIA_TYPE})")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest(f"body is not UTF-8 text; {accepted}") from None
     try:
-        untrusted_json.parse(text)
+        if text:
+            untrusted_json.parse(text)
     except untrusted_json.UnsafeJson as exc:
         raise InvalidRequest(f"{exc}; {accepted}") from None
-    headers = {k: v for k, v in (event.get("headers") or {}).items() if str(k).lower() != "content-type"}
     return {**event, "body": text, "isBase64Encoded": False, "headers": {**headers, "content-type": JSON_MEDIA_TYPE}}
 
 

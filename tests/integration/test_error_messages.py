@@ -111,6 +111,13 @@ HTTP_CASES = {
         [],
     ),
     "empty body": (put(raw=b""), 400, "invalid_request", ["body is required", *BODY_RULE], []),
+    "empty body sent as multipart": (
+        put(raw=b"", content_type="multipart/form-data"),
+        400,
+        "invalid_request",
+        ["body is required", *BODY_RULE],
+        [],
+    ),
     "a number for a body": (put(raw=b"13"), 400, "invalid_request", ["body must be a JSON object", *BODY_RULE], []),
     "unknown provider": (
         put(body={"provider": "vault", "config": {}}),
