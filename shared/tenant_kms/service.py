@@ -595,11 +595,8 @@ class TenantKms:
         reason.
         """
         tenant_id = spent.tenant_id
-        try:
-            current = KeyVersion.get(tenant_id, spent.version, consistent_read=True)
-        except DoesNotExist:
-            return False
-        if (current.encryptions or 0) < self.settings.key_usage_budget:
+        current = self._spent(spent)
+        if current is None:
             return False
         if current.status != ACTIVE or config.active_version != spent.version:
             return True
@@ -619,6 +616,14 @@ class TenantKms:
             encryptions=current.encryptions,
         )
         return True
+
+    def _spent(self, row: KeyVersion) -> KeyVersion | None:
+        """The version as stored now, if it has sealed its budget of records."""
+        try:
+            current = KeyVersion.get(row.tenant_id, row.version, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return current if (current.encryptions or 0) >= self.settings.key_usage_budget else None
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
@@ -679,7 +684,7 @@ class TenantKms:
                     complete = False
                     break
                 if record.version == active.version:
-                    continue  # written under a version rotated in during this run
+                    continue  # written under a version a caller's write rotated in meanwhile
                 if record.version not in versions:
                     versions[record.version] = self._version(tenant_id, record.version)
                 old_key = self._open(config, versions[record.version])
@@ -691,10 +696,11 @@ class TenantKms:
                     count("RecordsRewrapped")
                     continue
                 skipped += 1  # changed by a caller meanwhile, or the active version moved on
-                if self._rotate_if_spent(config, active, actor=actor):
-                    # The rest go to the next version; this record waits for the next run.
-                    config = self._unsealed(self._require_config(tenant_id))
-                    active = self._version(tenant_id, config.active_version)
+                if self._spent(active) is not None:
+                    # No version for the migration alone: a caller's next write provisions the
+                    # next one, and the next run goes on there.
+                    complete = False
+                    break
             remaining = sum(
                 row.records for row in KeyVersion.query(tenant_id, consistent_read=True) if row.status == RETIRED
             )

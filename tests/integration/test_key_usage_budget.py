@@ -10,6 +10,7 @@ from support import (
     Function,
     b64,
     configured_global,
+    http_sample,
     invoke_sample,
     key_versions,
     read_record,
@@ -71,3 +72,33 @@ def test_concurrent_writers_at_the_budget_leave_one_active_version_and_lose_no_w
     assert {name: read_record(reader, tenant_id, name) for name in written} == {
         name: (name.encode(), version) for name, version in written.items()
     }
+
+
+def test_the_rewrap_fills_the_active_version_to_its_budget_and_never_provisions(tenant_id, monkeypatch):
+    # Given a budget of 3, four records over versions 1 and 2, and version 3 provisioned
+    monkeypatch.setenv("KEY_USAGE_BUDGET", "3")
+    configured_global(tenant_id)
+    data = Function("tenant_data")
+    values = {name: name.encode() * 3 for name in ("a", "b", "c", "d")}
+    for name, value in values.items():
+        data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(value)))
+    assert Function("provision").http(http_sample("provision_post", tenant_id))[0] == 201
+    rewrap = Function("rewrap")
+
+    # When the rewrap runs: version 3 takes three records, and the run stops there
+    first = rewrap.http(http_sample("rewrap_post", tenant_id))[1]
+    assert (first["migrated"], first["remaining"], first["complete"]) == (3, 1, False)
+    assert [v["version"] for v in key_versions(tenant_id)] == [1, 2, 3]
+
+    # Then a caller's write provisions version 4, and the next run fills it up to its budget
+    assert data(invoke_sample("tenant_data_put", tenant_id, name="e", value_b64=b64(b"e")))["version"] == 4
+    values["e"] = b"e"
+    second = rewrap.http(http_sample("rewrap_post", tenant_id))[1]
+    assert (second["migrated"], second["complete"]) == (2, False)
+    listed = key_versions(tenant_id)
+    assert [v["version"] for v in listed] == [1, 2, 3, 4]  # the migration provisioned nothing
+    assert [v["status"] for v in listed] == ["retired", "retired", "retired", "active"]
+    assert listed[-1]["encryptions"] == 3 and all(v["encryptions"] <= 3 for v in listed)
+    assert sum(v["records"] for v in listed) == len(values)
+    reader = Function("tenant_data")
+    assert {name: read_record(reader, tenant_id, name)[0] for name in values} == values
