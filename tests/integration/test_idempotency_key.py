@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
-from faults import FaultProxy
+from faults import DynamoDBFaultProxy, FaultProxy
 from local_gateway import LocalContext
 from support import Clock, Function, configured_global, http_sample, key_versions, snapshot_tables
 from test_sealing import sealed_by_the_active_version
@@ -155,3 +155,22 @@ def test_a_key_reused_with_a_different_request_answers_422_and_runs_nothing(tena
         repeat_safe.answer(tenant_id, "k", {"body": '{"other": true}'}, produce)
     assert (refused.value.status, refused.value.code) == (422, "idempotency_key_reused")
     assert runs == [1]
+
+
+def test_idempotency_records_out_of_reach_answer_503_and_provision_nothing(tenant_id, dynamodb_local, monkeypatch):
+    # Given an instance whose idempotency table stays throttled
+    configured_global(tenant_id)
+    proxy = DynamoDBFaultProxy(dynamodb_local.endpoint)
+    provision = Function("provision")
+    with monkeypatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint)
+        env.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's own retries: keep the test short
+        assert provision.module.repeat_safe.store is not None
+    proxy.fail({"PutItem", "GetItem", "UpdateItem", "DeleteItem"}, "throttle")
+    before = snapshot_tables(TABLES)
+
+    # When a keyed provision arrives, it is told to come back, and nothing changed
+    status, body = provision.http(keyed(tenant_id, "throttled"))
+    proxy.close()
+    assert (status, body["error"]["code"]) == (503, "unavailable"), body
+    assert snapshot_tables(TABLES) == before
