@@ -255,18 +255,27 @@ def claim_sets(draw: st.DrawFn) -> Any:
     return claims
 
 
+def placed(claims: Any, authorizer: str) -> dict[str, Any]:
+    """``requestContext.authorizer`` as API Gateway fills it for ``authorizer`` (ADMIN_AUTHORIZER):
+    a JWT authorizer's claims, or a Lambda authorizer's context (LocalClaimsAuthorizer's claims)."""
+    return {"jwt": {"claims": claims, "scopes": None}} if authorizer == "jwt" else {"lambda": claims}
+
+
 @st.composite
-def authorizers(draw: st.DrawFn) -> Any:
-    """``requestContext.authorizer``: claims where a JWT authorizer puts them, or odd shapes."""
+def authorizers(draw: st.DrawFn, authorizer: str = "jwt") -> Any:
+    """``requestContext.authorizer``: claims where ``authorizer`` puts them, where the other
+    authorizer would, or odd shapes."""
     claims = draw(claim_sets())
+    other = "lambda" if authorizer == "jwt" else "jwt"
     return draw(
         st.sampled_from(
             [
-                {"jwt": {"claims": claims, "scopes": None}},
-                {"jwt": {"claims": claims, "scopes": None}},
-                {"jwt": {"claims": claims, "scopes": None}},
+                placed(claims, authorizer),
+                placed(claims, authorizer),
+                placed(claims, authorizer),
+                placed(claims, other),
                 {"jwt": claims},
-                {"lambda": claims},
+                {"lambda": {"claims": claims}},
                 claims,
             ]
         )
@@ -282,9 +291,12 @@ def admin_claims(scope: str = OPERATOR) -> dict[str, Any]:
 
 
 @st.composite
-def admin_requests(draw: st.DrawFn, route: Route, *, authorised: bool = False) -> dict[str, Any]:
-    """An event API Gateway could deliver on ``route``: hostile parts, or (``authorised``)
-    hostile bodies, headers and paths from a caller who may act on the tenant."""
+def admin_requests(
+    draw: st.DrawFn, route: Route, *, authorised: bool = False, authorizer: str = "jwt"
+) -> dict[str, Any]:
+    """An event API Gateway could deliver on ``route`` to functions reading ``authorizer``'s
+    claims: hostile parts, or (``authorised``) hostile bodies, headers and paths from a caller
+    who may act on the tenant."""
     # Mostly the fuzz tenant, so requests get past the tenant pattern to the operation.
     tenant = TENANT if draw(st.integers(min_value=0, max_value=3)) else draw(tenant_segments)
     segments = {"tenant_id": tenant, "version": draw(version_segments)}
@@ -299,9 +311,9 @@ def admin_requests(draw: st.DrawFn, route: Route, *, authorised: bool = False) -
         headers=draw(headers()),
     )
     if authorised:
-        event["requestContext"]["authorizer"] = {"jwt": {"claims": admin_claims(), "scopes": None}}
+        event["requestContext"]["authorizer"] = placed(admin_claims(), authorizer)
     else:
-        event["requestContext"]["authorizer"] = sent_now(draw(authorizers()))
+        event["requestContext"]["authorizer"] = sent_now(draw(authorizers(authorizer)))
     if draw(st.booleans()):  # as a well-behaved client sends it
         event["headers"]["content-type"] = "application/json"
     body, encoded = draw(encoded_bodies())

@@ -1,11 +1,15 @@
 """Any request on any admin route (hostile body bytes, base64 flag, content types, path
 segments, claims) is answered with a clear 4xx or a success: never a 5xx, a hang or a
-traceback, and a refusal leaves every table byte-for-byte as it was."""
+traceback, and a refusal leaves every table byte-for-byte as it was. Claims are read as the
+deployed API passes them (ADMIN_AUTHORIZER=jwt) and as sam local's Lambda authorizer does
+(ADMIN_AUTHORIZER=lambda)."""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+from unittest import mock
 
 import pytest
 import strategies
@@ -18,13 +22,15 @@ from tenant_kms.api import ADMIN_ROUTES
 RETRYABLE = {"provider_unavailable", "unavailable"}
 ROUTES = {(route.method, route.path): route for route in routes_from_template()[0]}
 ADMIN = [pytest.param(ROUTES[key], id=f"{key[0]} {key[1]}") for key in ADMIN_ROUTES]
+AUTHORIZERS = ("jwt", "lambda")
 
 
 @functools.cache
-def serving(logical_id: str) -> Function:
-    """One warm instance per function, as Lambda keeps one between requests."""
+def serving(logical_id: str, authorizer: str = "jwt") -> Function:
+    """One warm instance per function and ADMIN_AUTHORIZER, as Lambda keeps one between requests."""
     by_logical_id = {logical: name for name, logical in FUNCTION_DIRS.items()}
-    return Function(by_logical_id[logical_id])
+    with mock.patch.dict(os.environ, {"ADMIN_AUTHORIZER": authorizer}):
+        return Function(by_logical_id[logical_id])
 
 
 def answer_is_clear(watch, function: Function, request: dict) -> None:
@@ -42,14 +48,19 @@ def answer_is_clear(watch, function: Function, request: dict) -> None:
     watch.tables_kept(f"{status} {body['error']['code']}" if status >= 400 else None)
 
 
+@pytest.mark.parametrize("authorizer", AUTHORIZERS)
 @pytest.mark.parametrize("route", ADMIN)
 @given(data=strategies.st.data())
-def test_any_request_from_anyone(watch, route, data):
-    answer_is_clear(watch, serving(route.function), data.draw(strategies.admin_requests(route)))
+def test_any_request_from_anyone(watch, route, authorizer, data):
+    request = data.draw(strategies.admin_requests(route, authorizer=authorizer))
+    answer_is_clear(watch, serving(route.function, authorizer), request)
 
 
 @pytest.mark.parametrize("route", ADMIN)
 @given(data=strategies.st.data())
 def test_any_request_from_a_caller_who_may_act(watch, route, data):
-    """Past authentication and authorisation: the body, headers and path are what is hostile."""
-    answer_is_clear(watch, serving(route.function), data.draw(strategies.admin_requests(route, authorised=True)))
+    """Past authentication and authorisation: the body, headers and path are what is hostile.
+    Which authorizer passed the claims is drawn too: it only decides where they sit."""
+    authorizer = data.draw(strategies.st.sampled_from(AUTHORIZERS))
+    request = data.draw(strategies.admin_requests(route, authorised=True, authorizer=authorizer))
+    answer_is_clear(watch, serving(route.function, authorizer), request)
