@@ -166,12 +166,51 @@ content_types = st.one_of(
 )
 
 
+# ------------------------------------------------------------------- Idempotency-Key
+
+# A few keys drawn again and again, so examples repeat a key: on the same tenant, on
+# another, after a refusal, from another caller.
+REPEATED_IDEMPOTENCY_KEYS = ["retry-1", "7f1c9a5e-2b7d-4c1e-9d1a-3f1e2d4c5b6a", "a", "k" * 128, "v1:job.42_b"]
+valid_idempotency_keys = st.sampled_from(REPEATED_IDEMPOTENCY_KEYS) | st.from_regex(
+    r"[A-Za-z0-9._:-]{1,128}", fullmatch=True
+)
+# How a client may write one key: bare, as a structured-field string, padded.
+IDEMPOTENCY_KEY_SPELLINGS = ["{}", '"{}"', " {} ", '\t"{}" ']
+spelled_idempotency_keys = st.builds(str.format, st.sampled_from(IDEMPOTENCY_KEY_SPELLINGS), valid_idempotency_keys)
+idempotency_key_values = st.one_of(
+    spelled_idempotency_keys,
+    st.sampled_from(
+        [
+            "",
+            '"',
+            '""',
+            "k" * 129,
+            "two words",
+            "k\u00e9y",
+            "\uff4b\uff45\uff59",  # fullwidth letters
+            "\u0661\u0662",  # Arabic-Indic digits
+            "retry-1, retry-1",  # how API Gateway joins a repeated header
+            '"retry-1',
+            "retry-1\n",
+            "retry-1\x00",
+            "'retry-1'",
+            "retry-1/../x",
+        ]
+    ),
+    st.integers(min_value=129, max_value=MAX_BODY_BYTES).map(lambda n: "k" * n),
+    any_text,
+)
+idempotency_key_names = st.sampled_from(["idempotency-key", "Idempotency-Key", "IDEMPOTENCY-KEY"])
+
+
 @st.composite
 def headers(draw: st.DrawFn) -> dict[str, str]:
     found = draw(st.dictionaries(st.from_regex(r"[a-z][a-z-]{0,12}", fullmatch=True), any_text, max_size=3))
     content_type = draw(content_types)
     if content_type is not None:
         found[draw(st.sampled_from(["content-type", "Content-Type", "CONTENT-TYPE"]))] = content_type
+    if draw(st.booleans()):
+        found[draw(idempotency_key_names)] = draw(idempotency_key_values)
     return found
 
 
