@@ -1,12 +1,39 @@
 from __future__ import annotations
 
+import fnmatch
 import os
+import socket
 
 import boto3
 import pytest
 import testenv  # sets the environment before any function module is imported
 from dynamodb_local import DynamoDBLocal
 from local_tables import create_tables
+
+# Cloud names resolve only where a test's fake serves them (tests/fakes map those first):
+# a request that would leave the machine fails at name resolution instead.
+CLOUD_NAMES = (
+    "*.amazonaws.com",
+    "*.aws",
+    "*.googleapis.com",
+    "*.google.com",
+    "*.azure.net",
+    "*.azure.com",
+    "*.microsoftonline.com",
+    "*.microsoft.com",
+    "*.windows.net",
+)
+_resolve = socket.getaddrinfo
+
+
+def _local_only(host, port, *args, **kwargs):
+    name = (host.decode() if isinstance(host, bytes) else str(host or "")).lower().rstrip(".")
+    if any(fnmatch.fnmatch(name, pattern) for pattern in CLOUD_NAMES):
+        raise socket.gaierror(socket.EAI_NONAME, f"{name} is not reachable from the tests")
+    return _resolve(host, port, *args, **kwargs)
+
+
+socket.getaddrinfo = _local_only
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import base64
 import os
 import threading
 
+from deployment import own_tables
 from support import Function, b64, http_sample, invoke_sample, sample
 
 
@@ -114,7 +115,8 @@ def test_concurrent_rewraps_move_each_record_once(tenant_id):
     assert record_counts(tenant_id) == {1: 0, 2: 40}
 
 
-def test_scheduled_rewrap_covers_every_pending_tenant(tenant_id):
+def test_scheduled_rewrap_covers_every_pending_tenant(tenant_id, monkeypatch):
+    own_tables(monkeypatch)  # the scheduled run walks every tenant: only this test's
     values = given_records_on_a_retired_version(tenant_id, 3)
     other = f"{tenant_id}-b"
     other_values = given_records_on_a_retired_version(other, 2)
