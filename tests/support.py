@@ -31,6 +31,8 @@ from local_gateway import (
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 _instances = itertools.count()
+# Lambda's longest timeout: a job run by a test on a loaded machine must not stop at its deadline.
+JOB_TIMEOUT_MS = 900_000
 
 FUNCTION_DIRS = {
     "configure": "ConfigureFunction",

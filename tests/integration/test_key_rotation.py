@@ -11,7 +11,7 @@ import secrets
 import boto3
 import pytest
 from deployment import deploy_master_keys, own_tables
-from support import Function, b64, http_sample, invoke_sample, read_record, sample
+from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, sample
 
 from kms_wrapping.global_wrap import master_key_id
 from tenant_kms.models import KeyVersion
@@ -92,7 +92,7 @@ def test_master_key_rotation_end_to_end(deployment, monkeypatch, capsys):
 
     # When the scheduled run comes
     capsys.readouterr()
-    summary = Function("rewrap")(sample("rewrap_scheduled"))
+    summary = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)
 
     # Then it re-wrapped every live version still under K1, and says none is left on an old key
     keys = summary["wrapping_keys"]
@@ -116,7 +116,7 @@ def test_master_key_rotation_end_to_end(deployment, monkeypatch, capsys):
             if v["status"] != "destroyed":
                 assert "key_b64" in unwrap(invoke_sample("unwrap_version", tenant, version=v["version"])), v
         assert status(tenant) == "active"
-    again = Function("rewrap")(sample("rewrap_scheduled"))["wrapping_keys"]
+    again = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
     assert (again["rewrapped"], again["on_old_key"], again["sealed"]) == (0, 0, [])
 
 
@@ -126,7 +126,7 @@ def test_the_operator_triggers_the_rewrap_by_direct_invoke(deployment, monkeypat
     deploy_master_keys(monkeypatch, K2, K1)
     tmk_before = Function("unwrap")(invoke_sample("unwrap_version", "acme", version=1))["key_b64"]
 
-    answer = Function("rewrap")(sample("rewrap_wrapping_keys"))
+    answer = Function("rewrap")(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
 
     assert (answer["rewrapped"], answer["on_old_key"], answer["complete"]) == (2, 0, True)
     deploy_master_keys(monkeypatch, K2)
@@ -147,7 +147,7 @@ def test_sealed_tenants_are_skipped_reported_and_not_failures(deployment, monkey
     real_unwrap = wrapper.unwrap
     wrapper.unwrap = lambda wrapped, context: unwraps.append(context.tenant_id) or real_unwrap(wrapped, context)
 
-    keys = rewrap(sample("rewrap_scheduled"))["wrapping_keys"]
+    keys = rewrap(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
 
     assert keys["sealed"] == ["acme"] and keys["failed"] == [] and "acme" not in unwraps
     assert keys["rewrapped"] == 2 and keys["on_old_key"] == 2 and keys["on_old_key_by_provider"] == {"global": 2}
@@ -179,7 +179,7 @@ def test_master_key_rotation_through_the_secret(deployment, secrets_manager, mon
     assert status("acme") == "active"
 
     # When the scheduled run re-wraps, and the secret rotates once more (K1 leaves the ring)
-    keys = Function("rewrap")(sample("rewrap_scheduled"))["wrapping_keys"]
+    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
     assert (keys["rewrapped"], keys["on_old_key"]) == (4, 0)
     secrets_manager.put_secret_value(SecretId=arn, SecretString=b64(K3))
 
@@ -199,7 +199,7 @@ def test_a_run_cut_short_says_what_is_left_and_the_next_one_finishes(deployment,
     cut = rotation.run(actor="test", should_stop=lambda: next(checks) >= 5)  # asked per tenant and per version
 
     assert (cut["rewrapped"], cut["on_old_key"], cut["complete"]) == (3, 1, False)
-    rest = Function("rewrap")(sample("rewrap_wrapping_keys"))
+    rest = Function("rewrap")(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
     assert (rest["checked"], rest["rewrapped"], rest["on_old_key"], rest["complete"]) == (4, 1, 0, True)
     deploy_master_keys(monkeypatch, K2)
     every_record_reads(values)

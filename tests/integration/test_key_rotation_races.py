@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 from deployment import deploy_master_keys, own_tables
-from support import Function, b64, http_sample, invoke_sample, read_record, sample
+from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, sample
 
 from kms_wrapping.global_wrap import master_key_id
 from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
@@ -73,7 +73,7 @@ def test_a_provision_landing_mid_rewrap_keeps_one_active_version_and_every_key(r
     rewrap = Function("rewrap")
     raced = racing(rewrap, lambda _row: Function("provision").http(http_sample("provision_post", tenant_id)))
 
-    keys = rewrap(sample("rewrap_wrapping_keys"))
+    keys = rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
 
     assert raced == [1] and keys["rewrapped"] == 1 and keys["on_old_key"] == 0
     versions = {v: row(tenant_id, v) for v in (1, 2)}
@@ -97,7 +97,7 @@ def test_a_destroy_landing_mid_rewrap_is_never_undone(rotated, tenant_id):
         on_version=1,
     )
 
-    keys = rewrap(sample("rewrap_wrapping_keys"))
+    keys = rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
 
     assert raced == [1] and (keys["rewrapped"], keys["skipped"], keys["on_old_key"]) == (1, 1, 0)
     destroyed = row(tenant_id, 1)
@@ -113,7 +113,7 @@ def test_an_erase_landing_mid_rewrap_leaves_nothing_behind(rotated, tenant_id):
     erase = Function("erase")
     raced = racing(rewrap, lambda _row: erase.http(http_sample("erase_delete", tenant_id)))
 
-    keys = rewrap(sample("rewrap_wrapping_keys"))
+    keys = rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
 
     assert raced and keys["rewrapped"] == 0 and keys["failed"] == [] and keys["on_old_key"] == 0
     assert list(KeyVersion.query(tenant_id, consistent_read=True)) == []
@@ -130,7 +130,7 @@ def test_a_record_written_mid_rewrap_keeps_its_value_and_its_count(rotated, tena
         rewrap, lambda _row: data(invoke_sample("tenant_data_put", tenant_id, name="c", value_b64=b64(b"written")))
     )
 
-    rewrap(sample("rewrap_wrapping_keys"))
+    rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
 
     assert raced == [1]
     assert row(tenant_id, 1)["records"] == 3 and row(tenant_id, 1)["key_id"] == master_key_id(K2)
@@ -143,9 +143,9 @@ def test_two_rewraps_of_one_version_write_it_once(rotated, tenant_id):
     rotated()
     first, second = Function("rewrap"), Function("rewrap")
     answers = []
-    racing(first, lambda _row: answers.append(second(sample("rewrap_wrapping_keys"))))
+    racing(first, lambda _row: answers.append(second(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)))
 
-    answers.append(first(sample("rewrap_wrapping_keys")))
+    answers.append(first(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS))
 
     assert [(a["rewrapped"], a["skipped"], a["on_old_key"]) for a in answers] == [(1, 0, 0), (0, 1, 0)]
     version = row(tenant_id, 1)

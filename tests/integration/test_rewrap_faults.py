@@ -7,7 +7,7 @@ import os
 import threading
 
 from deployment import own_tables
-from support import Function, b64, http_sample, invoke_sample, sample
+from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, sample
 
 
 def given_records_on_a_retired_version(tenant_id: str, count: int) -> dict[str, bytes]:
@@ -120,7 +120,7 @@ def test_scheduled_rewrap_covers_every_pending_tenant(tenant_id, monkeypatch):
     values = given_records_on_a_retired_version(tenant_id, 3)
     other = f"{tenant_id}-b"
     other_values = given_records_on_a_retired_version(other, 2)
-    summary = Function("rewrap")(sample("rewrap_scheduled"))
+    summary = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)
     done = {r["tenant_id"] for r in summary["results"]}
     assert {tenant_id, other} <= done
     assert not {tenant_id, other} & {f["tenant_id"] for f in summary["failed"]}

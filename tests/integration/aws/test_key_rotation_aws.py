@@ -14,7 +14,7 @@ from conftest import make_customer
 from deployment import own_tables
 from fakes.kms_key_states import key_states_enforced
 from moto.core.authorization import disable_iam_authentication
-from support import Function, http_sample, sample
+from support import JOB_TIMEOUT_MS, Function, http_sample, sample
 from world import configure, put_records, read, view
 
 
@@ -80,7 +80,7 @@ def test_the_operator_key_parameter_changes_and_the_old_key_is_disabled(deployme
     assert key_ids("acme") == [k1, k1, k2]
 
     # When the scheduled run re-wraps
-    keys = Function("rewrap")(sample("rewrap_scheduled"))["wrapping_keys"]
+    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
     assert (keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (4, 0, [])
     assert key_ids("acme") == [k2, k2, k2] and key_ids("globex") == [k2, k2]
 
@@ -104,7 +104,7 @@ def test_a_customer_alias_pointed_at_another_key(deployment, tenant_id):
     # When the customer points the alias at key B and the scheduled run comes
     with disable_iam_authentication():
         boto3.client("kms").update_alias(AliasName=alias, TargetKeyId=key_b)
-    keys = Function("rewrap")(sample("rewrap_scheduled"))["wrapping_keys"]
+    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
 
     # Then both versions are re-wrapped under B, and disabling A seals nothing
     assert (keys["rewrapped"], keys["on_old_key"]) == (2, 0)

@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 from deployment import own_tables
-from support import Function, b64, http_sample, invoke_sample, read_record, sample, step_up
+from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, sample, step_up
 
 from kms_wrapping import KeyAccessRefused, WrapContext, WrappedKey
 from tenant_kms.models import KeyVersion
@@ -46,7 +46,7 @@ def rotate_and_retire(tenant_id, provider, config, values, rotate, retire_old) -
     new_key_id = rotate()
     assert key_ids(tenant_id) == [old.key_id, old.key_id] != [new_key_id] * 2
 
-    keys = Function("rewrap")(sample("rewrap_scheduled"))["wrapping_keys"]
+    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
 
     assert (keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (2, 0, [])
     assert key_ids(tenant_id) == [new_key_id, new_key_id]
