@@ -49,11 +49,14 @@ def dynamodb_local():
 def moto_server():
     """moto's server on loopback for the AWS services DynamoDB Local does not cover."""
     from dynamodb_local import free_port
+    from fakes.kms_key_states import key_states_enforced
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     # Every interface, so sam local's containers reach it too (as host.docker.internal).
     server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
+    # KMS refuses a disabled key or one pending deletion, as AWS does, for every test.
+    with key_states_enforced():
+        yield f"http://127.0.0.1:{port}"
     server.stop()
