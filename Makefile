@@ -9,7 +9,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_REGION ?= us-east-1
 
-.PHONY: setup run test lint format build validate sam-local bench clean
+.PHONY: setup run test lint format build validate sam-local bench bench-cold-start bench-rewrap bench-hot-tenant clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
 
@@ -60,9 +60,20 @@ sam-local: $(VENV)/.installed
 build: $(SAM_VENV)/.installed $(VENV)/.installed
 	$(PY) local/build_bundle.py .aws-sam/build
 
-## bench: cold start per function (ratio to `import boto3`) and artifact size, from the build
-bench: setup build
+## bench: every benchmark below
+bench: bench-cold-start bench-rewrap bench-hot-tenant
+
+## bench-cold-start: cold start per function (ratio to `import boto3`) and artifact size, from the build
+bench-cold-start: setup build
 	$(PY) bench/cold_start.py --runs 15
+
+## bench-rewrap: rewrap of 10,000 records on DynamoDB Local, as a ratio to a raw Query + BatchWriteItem
+bench-rewrap: setup
+	$(PY) bench/rewrap.py --records 10000 --runs 3
+
+## bench-hot-tenant: 8 writers on one tenant against 8 writers on 8 tenants (ratio of the times)
+bench-hot-tenant: setup
+	$(PY) bench/hot_tenant.py --writers 8 --writes 50 --runs 3
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache
