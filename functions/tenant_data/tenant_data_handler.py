@@ -9,11 +9,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenant_kms.errors import InvalidRequest
 from tenant_kms.invoke import TENANT_DATA_SCHEMA, compile_schema, respond
 from tenant_kms.observability import logger, metrics
+from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 
 settings = Settings.from_env()
 service = TenantKms(settings)
+records = TenantRecords(service)
 check = compile_schema(TENANT_DATA_SCHEMA)
 
 
@@ -36,9 +38,9 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         request = check(event)
         tenant_id, name = request["tenant_id"], request["name"]
         if request["op"] == "put":
-            return service.put_record(tenant_id, name, _value(request["value_b64"]), actor="internal")
+            return records.put_record(tenant_id, name, _value(request["value_b64"]), actor="internal")
         if request["op"] == "get":
-            return service.get_record(tenant_id, name, actor="internal")
-        return service.delete_record(tenant_id, name, actor="internal")
+            return records.get_record(tenant_id, name, actor="internal")
+        return records.delete_record(tenant_id, name, actor="internal")
 
     return respond(operate)

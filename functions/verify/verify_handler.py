@@ -12,9 +12,11 @@ from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled, run_u
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
+from tenant_kms.unsealing import Unsealing
 
 settings = Settings.from_env()
 service = TenantKms(settings)
+unsealing = Unsealing(service)
 app = admin_resolver()
 
 
@@ -25,7 +27,7 @@ def verify():
 
 @app.post("/tenants/<tenant_id>/kms/unseal")
 def unseal():
-    return json_response(200, service.unseal(routed_tenant(app), actor=current_caller(app).actor))
+    return json_response(200, unsealing.unseal(routed_tenant(app), actor=current_caller(app).actor))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -33,7 +35,7 @@ def unseal():
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if is_repoll(event):
-        return run_until_deadline(service.sealed_tenants(), service.repoll, context, budget_ms=REPOLL_BUDGET_MS)
+        return run_until_deadline(unsealing.sealed_tenants(), unsealing.repoll, context, budget_ms=REPOLL_BUDGET_MS)
     if is_scheduled(event):
         # Erasures an interruption left behind are finished first: they hold no usable key.
         erasures = run_until_deadline(

@@ -1,5 +1,6 @@
-"""The tenant master key lifecycle (DESIGN §2): configure, verify, provision, unwrap,
-seal, destroy, erase, and the tenant data records the keys seal.
+"""The tenant master key lifecycle: configure, verify, provision, unwrap, seal, destroy,
+erase. The records the keys seal live in records.py, lifting a seal in unsealing.py, rewrap
+jobs in jobs.py.
 
 Every multi-item change is one DynamoDB transaction with conditions, so concurrent callers
 and crashes leave either the old state or the new one, never a mix.
@@ -12,7 +13,7 @@ import contextlib
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,18 +41,14 @@ from tenant_kms.errors import (
 )
 from tenant_kms.identity import with_issued_external_id
 from tenant_kms.keyring import Clock, SessionCache, SessionKey
-from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord, bind_tables
+from tenant_kms.models import KeyVersion, TenantConfig, bind_tables
 from tenant_kms.observability import Audit, count, milliseconds
 from tenant_kms.providers import build_registry, session_ttl
-from tenant_kms.sealing import open_record, seal_record
 from tenant_kms.settings import Settings
 from tenant_kms.storage import Backoff
 
 ACTIVE, RETIRED, DESTROYED = "active", "retired", "destroyed"
 SEALED = "sealed"
-WRITE_ATTEMPTS = 5
-# Spent versions one write may meet in a row (each took a whole budget of other writes).
-WRITE_ROTATIONS = 16
 
 
 def iso(epoch: float) -> str:
@@ -86,7 +83,7 @@ class TenantKms:
         except DoesNotExist:
             return None
 
-    def _require_config(self, tenant_id: str) -> TenantConfig:
+    def require_config(self, tenant_id: str) -> TenantConfig:
         config = self._config(tenant_id)
         if config is None:
             raise NotFound(f"tenant {tenant_id} has no master key")
@@ -94,7 +91,7 @@ class TenantKms:
             raise Conflict(erasing_message(tenant_id))
         return config
 
-    def _version(self, tenant_id: str, version: int) -> KeyVersion:
+    def version_row(self, tenant_id: str, version: int) -> KeyVersion:
         try:
             row = KeyVersion.get(tenant_id, version, consistent_read=True)
         except DoesNotExist:
@@ -135,7 +132,7 @@ class TenantKms:
 
     # ------------------------------------------------------------- providers
 
-    def _wrapper(self, provider: str, config: Mapping[str, Any], tenant_id: str) -> KeyWrapper:
+    def wrapper(self, provider: str, config: Mapping[str, Any], tenant_id: str) -> KeyWrapper:
         try:
             return self.registry.wrapper_for(provider, config, tenant_id)
         except ProviderNotAvailable:
@@ -177,13 +174,13 @@ class TenantKms:
         with self.audit.operation("configure", actor=actor, tenant_id=tenant_id, provider=provider) as entry:
             if provider == "customer_kms_aws":
                 config = with_issued_external_id(tenant_id, config)
-            wrapper = self._wrapper(provider, config, tenant_id)
+            wrapper = self.wrapper(provider, config, tenant_id)
             existing = self._existing_config(tenant_id)
             self._probe(tenant_id, provider, wrapper, existing)
             if existing is not None and (existing.provider, existing.config) == (provider, dict(config)):
                 entry["version"] = self._reconfirm(existing, wrapper)
             else:
-                entry["version"] = self._provision(tenant_id, provider, dict(config), wrapper, existing, verified=True)
+                entry["version"] = self.add_version(tenant_id, provider, dict(config), wrapper, existing, verified=True)
         if existing is not None and existing.status == SEALED:
             # The new active version wrapped and unwrapped: that lifts the seal.
             count("TenantsUnsealed")
@@ -204,9 +201,9 @@ class TenantKms:
         actions = [TenantConfig.last_verified_at.set(now), TenantConfig.last_verify_error.remove()]
         if existing.status == SEALED:
             try:
-                self._unwrap(self._version(tenant_id, existing.active_version))
+                self.unwrap_row(self.version_row(tenant_id, existing.active_version))
             except KeyAccessRefused:
-                return self._provision(tenant_id, existing.provider, existing.config, wrapper, existing, verified=True)
+                return self.add_version(tenant_id, existing.provider, existing.config, wrapper, existing, verified=True)
             actions += [
                 TenantConfig.status.set(ACTIVE),
                 TenantConfig.sealed_reason.remove(),
@@ -223,11 +220,11 @@ class TenantKms:
         existing = self._existing_config(tenant_id)
         if existing is None:
             self.configure(tenant_id, "global", {}, actor=actor)
-            return {"version": self._require_config(tenant_id).active_version, "status": ACTIVE}
+            return {"version": self.require_config(tenant_id).active_version, "status": ACTIVE}
         with self.audit.operation("provision", actor=actor, tenant_id=tenant_id, provider=existing.provider) as entry:
-            self._unsealed(existing)
-            wrapper = self._wrapper(existing.provider, existing.config, tenant_id)
-            entry["version"] = self._provision(tenant_id, existing.provider, existing.config, wrapper, existing)
+            self.unsealed(existing)
+            wrapper = self.wrapper(existing.provider, existing.config, tenant_id)
+            entry["version"] = self.add_version(tenant_id, existing.provider, existing.config, wrapper, existing)
         return {"version": entry["version"], "status": ACTIVE}
 
     def _existing_config(self, tenant_id: str) -> TenantConfig | None:
@@ -239,7 +236,7 @@ class TenantKms:
             raise Conflict(erasing_message(tenant_id))
         return existing
 
-    def _provision(
+    def add_version(
         self,
         tenant_id: str,
         provider: str,
@@ -323,9 +320,9 @@ class TenantKms:
 
     def verify(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
         """Probe the current config and record the outcome; never changes the keys."""
-        config = self._require_config(tenant_id)
+        config = self.require_config(tenant_id)
         with self.audit.operation("verify", actor=actor, tenant_id=tenant_id, provider=config.provider) as entry:
-            wrapper = self._wrapper(config.provider, config.config, tenant_id)
+            wrapper = self.wrapper(config.provider, config.config, tenant_id)
             now = iso(self.clock())
             error = None
             try:
@@ -391,20 +388,20 @@ class TenantKms:
 
     # ------------------------------------------------------------------ keys
 
-    def _unsealed(self, config: TenantConfig) -> TenantConfig:
+    def unsealed(self, config: TenantConfig) -> TenantConfig:
         """The config, if its keys may be used: a sealed tenant's are not, whatever the version."""
         if config.status == SEALED:
             self.cache.evict(config.tenant_id)
             raise Sealed(f"tenant {config.tenant_id} is sealed: {config.sealed_reason}")
         return config
 
-    def _open(self, config: TenantConfig, row: KeyVersion) -> SessionKey:
+    def open_key(self, config: TenantConfig, row: KeyVersion) -> SessionKey:
         """The version's TMK, from the session cache or the provider (sealing on refusal).
 
         A sealed tenant's key is neither served from the cache nor asked of the provider:
         only unseal() may try the provider again.
         """
-        self._unsealed(config)
+        self.unsealed(config)
         key = (row.tenant_id, row.version, row.key_uid)
         cached = self.cache.get(key)
         if cached is not None:
@@ -412,13 +409,13 @@ class TenantKms:
             return cached
         count("SessionCacheMisses")
         try:
-            tmk = self._unwrap(row)
+            tmk = self.unwrap_row(row)
         except KeyAccessRefused as exc:
             self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
             raise Sealed(f"tenant {row.tenant_id} is sealed: {config.sealed_reason}") from None
         return self.cache.put(key, tmk, session_ttl(self.settings, row.provider))
 
-    def _unwrap(self, row: KeyVersion) -> bytes:
+    def unwrap_row(self, row: KeyVersion) -> bytes:
         """Ask the version's provider for its TMK. Raises KeyAccessRefused on a refusal."""
         try:
             wrapper = self.registry.wrapper_for(row.provider, row.provider_config, row.tenant_id)
@@ -455,264 +452,20 @@ class TenantKms:
         count("TenantsSealed")
         self.audit.event("seal", actor="system", tenant_id=config.tenant_id, provider=config.provider, reason=reason)
 
-    def unseal(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
-        """Lift the seal if the ACTIVE version unwraps again; any older version proves nothing.
-
-        Refused: 422 and the tenant stays sealed. Unreachable: 503, still sealed, nothing cached.
-        """
-        with self.audit.operation("unseal", actor=actor, tenant_id=tenant_id) as entry:
-            config = self._require_config(tenant_id)
-            if config.status != SEALED:
-                raise Conflict(f"tenant {tenant_id} is not sealed")
-            row = self._version(tenant_id, config.active_version)
-            entry.update(version=row.version, provider=row.provider)
-            try:
-                self._unwrap(row)  # the key itself is not kept: the functions that use it unwrap their own
-            except KeyAccessRefused as exc:
-                raise VerificationFailed(f"{row.provider} still refuses version {row.version}: {exc}") from None
-            try:
-                # Only the seal that was checked: a configure meanwhile has lifted it already.
-                config.update(
-                    actions=[
-                        TenantConfig.status.set(ACTIVE),
-                        TenantConfig.sealed_reason.remove(),
-                        TenantConfig.sealed_at.remove(),
-                    ],
-                    condition=(TenantConfig.status == SEALED) & (TenantConfig.revision == config.revision),
-                )
-            except UpdateError:
-                raise Conflict(f"the config of tenant {tenant_id} changed while unsealing; retry") from None
-            count("TenantsUnsealed")
-        return self.config_view(tenant_id)
-
-    def repoll(self, tenant_id: str) -> dict[str, Any]:
-        """One scheduled attempt to unseal; a refusal is the customer's answer, not a failure."""
-        try:
-            self.unseal(tenant_id, actor="schedule")
-        except VerificationFailed as refused:
-            return {"status": SEALED, "reason": refused.message}
-        except Conflict:
-            pass  # unsealed meanwhile (configure, the route), or erased
-        return {"status": self.config_view(tenant_id)["status"]}
-
-    def sealed_tenants(self) -> list[str]:
-        """In a random order: when one run cannot try them all, the next does not start over with the same ones."""
-        sealed = [
-            c.tenant_id
-            for c in TenantConfig.scan(filter_condition=TenantConfig.status == SEALED, attributes_to_get=["tenant_id"])
-        ]
-        secrets.SystemRandom().shuffle(sealed)
-        return sealed
-
     def unwrap(self, tenant_id: str, version: int | None, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("unwrap", actor=actor, tenant_id=tenant_id, version=version) as entry:
-            config = self._unsealed(self._require_config(tenant_id))
-            row = self._version(tenant_id, version or config.active_version)
+            config = self.unsealed(self.require_config(tenant_id))
+            row = self.version_row(tenant_id, version or config.active_version)
             entry.update(version=row.version, provider=row.provider)
-            session = self._open(config, row)
+            session = self.open_key(config, row)
         now = self.clock()
         return {
             "tenant_id": tenant_id,
             "version": row.version,
-            "key_b64": _b64(session.tmk),
+            "key_b64": b64(session.tmk),
             "expires_at": iso(session.expires_at),
             "ttl_seconds": max(0, int(session.expires_at - now)),
             "provider": row.provider,
-        }
-
-    # --------------------------------------------------------------- records
-
-    def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
-        with self.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            attempts = rotations = 0
-            while attempts < WRITE_ATTEMPTS and rotations < WRITE_ROTATIONS:
-                config = self._unsealed(self._require_config(tenant_id))
-                row = self._version(tenant_id, config.active_version)
-                entry.update(version=row.version, provider=row.provider)
-                session = self._open(config, row)
-                existing = _get_record(tenant_id, name)
-                ciphertext = seal_record(session.tmk, tenant_id, name, row.version, value)
-                if self._write_record(row, name, ciphertext, existing):
-                    return {"name": name, "version": row.version}
-                if self._rotate_if_spent(config, row, actor=actor):
-                    rotations += 1  # not contention: the version's budget of writes landed
-                    continue
-                attempts += 1
-                if attempts < WRITE_ATTEMPTS:
-                    self.backoff.pause(attempts)  # another writer won the race: let it finish
-            raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
-
-    def _write_record(self, active: KeyVersion, name: str, ciphertext: bytes, existing: TenantRecord | None) -> bool:
-        """Write a record under the active version, keeping every version's record count exact.
-
-        False when a condition failed: the version was retired, or spent its usage budget, or
-        the record changed, meanwhile.
-        """
-        tenant_id = active.tenant_id
-        record = TenantRecord(
-            tenant_id,
-            name,
-            version=active.version,
-            ciphertext=ciphertext,
-            revision=(existing.revision + 1) if existing else 1,
-            updated_at=iso(self.clock()),
-        )
-        # Every ciphertext stored counts against its version's usage budget; a write refused
-        # here stores nothing, so its nonce is never seen.
-        within_budget = (
-            (KeyVersion.status == ACTIVE)
-            & (KeyVersion.key_uid == active.key_uid)
-            & (KeyVersion.encryptions.does_not_exist() | (KeyVersion.encryptions < self.settings.key_usage_budget))
-        )
-        moves = existing is None or existing.version != active.version
-        try:
-            with TransactWrite(connection=self.connection) as tx:
-                tx.update(
-                    KeyVersion(tenant_id, active.version),
-                    actions=[KeyVersion.encryptions.add(1), *([KeyVersion.records.add(1)] if moves else [])],
-                    condition=within_budget,
-                )
-                if moves and existing is not None:
-                    tx.update(
-                        KeyVersion(tenant_id, existing.version),
-                        actions=[KeyVersion.records.add(-1)],
-                        condition=KeyVersion.records > 0,
-                    )
-                tx.save(
-                    record,
-                    condition=(TenantRecord.revision == existing.revision) & (TenantRecord.version == existing.version)
-                    if existing is not None
-                    else TenantRecord.name.does_not_exist(),
-                )
-        except TransactWriteError:
-            return False
-        return True
-
-    def _rotate_if_spent(self, config: TenantConfig, spent: KeyVersion, *, actor: str) -> bool:
-        """True when ``spent`` has sealed its budget of records (KEY_USAGE_BUDGET) and the next
-        version is active now: provisioned here, or by a concurrent writer whose provision won
-        (the config's revision lets exactly one through). False: the write failed for another
-        reason.
-        """
-        tenant_id = spent.tenant_id
-        current = self._spent(spent)
-        if current is None:
-            return False
-        if current.status != ACTIVE or config.active_version != spent.version:
-            return True
-        wrapper = self._wrapper(config.provider, config.config, tenant_id)
-        try:
-            version = self._provision(tenant_id, config.provider, config.config, wrapper, config)
-        except Conflict:
-            return True  # another writer rotated first; the caller re-reads the active version
-        count("KeyVersionsRotatedForBudget")
-        self.audit.event(
-            "rotate_for_usage_budget",
-            actor=actor,
-            tenant_id=tenant_id,
-            provider=config.provider,
-            version=version,
-            retired_version=spent.version,
-            encryptions=current.encryptions,
-        )
-        return True
-
-    def _spent(self, row: KeyVersion) -> KeyVersion | None:
-        """The version as stored now, if it has sealed its budget of records."""
-        try:
-            current = KeyVersion.get(row.tenant_id, row.version, consistent_read=True)
-        except DoesNotExist:
-            return None
-        return current if (current.encryptions or 0) >= self.settings.key_usage_budget else None
-
-    def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
-        with self.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            config = self._unsealed(self._require_config(tenant_id))
-            record = _get_record(tenant_id, name)
-            if record is None:
-                raise NotFound(f'tenant {tenant_id} has no record "{name}"')
-            row = self._version(tenant_id, record.version)
-            entry.update(version=row.version, provider=row.provider)
-            session = self._open(config, row)
-            value = open_record(session.tmk, tenant_id, name, record.version, record.ciphertext)
-        return {"name": name, "value_b64": _b64(value), "version": record.version}
-
-    def delete_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
-        with self.audit.operation("delete_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            self._require_config(tenant_id)
-            for attempt in range(1, WRITE_ATTEMPTS + 1):
-                if attempt > 1:
-                    self.backoff.pause(attempt - 1)  # another writer won the race: let it finish
-                record = _get_record(tenant_id, name)
-                if record is None:
-                    raise NotFound(f'tenant {tenant_id} has no record "{name}"')
-                entry["version"] = record.version
-                try:
-                    with TransactWrite(connection=self.connection) as tx:
-                        tx.delete(record, condition=TenantRecord.revision == record.revision)
-                        tx.update(
-                            KeyVersion(tenant_id, record.version),
-                            actions=[KeyVersion.records.add(-1)],
-                            condition=KeyVersion.records > 0,
-                        )
-                except TransactWriteError:
-                    continue
-                return {"name": name, "deleted": True}
-            raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
-
-    # ---------------------------------------------------------------- rewrap
-
-    def rewrap(self, tenant_id: str, *, actor: str, should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-        """Move every record of the tenant to the active version (DESIGN rule 7).
-
-        Resumable and safe to run twice or concurrently: each record is replaced only if it
-        still holds what was read (a caller's write meanwhile wins). One unwrap per
-        (tenant, version), thanks to the session cache.
-        """
-        with self.audit.operation("rewrap", actor=actor, tenant_id=tenant_id) as entry:
-            config = self._unsealed(self._require_config(tenant_id))
-            active = self._version(tenant_id, config.active_version)
-            entry.update(version=active.version, provider=active.provider)
-            migrated = skipped = 0
-            complete = True
-            versions: dict[int, KeyVersion] = {}
-            stale = TenantRecord.query(
-                tenant_id, filter_condition=TenantRecord.version != active.version, consistent_read=True
-            )
-            for record in stale:
-                if should_stop():
-                    complete = False
-                    break
-                if record.version == active.version:
-                    continue  # written under a version a caller's write rotated in meanwhile
-                if record.version not in versions:
-                    versions[record.version] = self._version(tenant_id, record.version)
-                old_key = self._open(config, versions[record.version])
-                new_key = self._open(config, active)
-                plaintext = open_record(old_key.tmk, tenant_id, record.name, record.version, record.ciphertext)
-                ciphertext = seal_record(new_key.tmk, tenant_id, record.name, active.version, plaintext)
-                if self._write_record(active, record.name, ciphertext, record):
-                    migrated += 1
-                    count("RecordsRewrapped")
-                    continue
-                skipped += 1  # changed by a caller meanwhile, or the active version moved on
-                if self._spent(active) is not None:
-                    # No version for the migration alone: a caller's next write provisions the
-                    # next one, and the next run goes on there.
-                    complete = False
-                    break
-            remaining = sum(
-                row.records for row in KeyVersion.query(tenant_id, consistent_read=True) if row.status == RETIRED
-            )
-            entry.update(migrated=migrated, skipped=skipped, remaining=remaining)
-            count("RecordsPendingRewrap", remaining)
-        return {
-            "tenant_id": tenant_id,
-            "active_version": active.version,
-            "migrated": migrated,
-            "skipped": skipped,
-            "remaining": remaining,
-            "complete": complete and remaining == 0,
         }
 
     def tenants(self) -> list[str]:
@@ -720,25 +473,8 @@ class TenantKms:
             c.tenant_id for c in TenantConfig.scan(attributes_to_get=["tenant_id", "status"]) if c.status != ERASING
         ]
 
-    def tenants_pending_rewrap(self) -> list[str]:
-        pending = {
-            row.tenant_id
-            for row in KeyVersion.scan(
-                filter_condition=(KeyVersion.status == RETIRED) & (KeyVersion.records > 0),
-                attributes_to_get=["tenant_id", "version", "status", "records"],
-            )
-        }
-        return sorted(pending)
 
-
-def _get_record(tenant_id: str, name: str) -> TenantRecord | None:
-    try:
-        return TenantRecord.get(tenant_id, name, consistent_read=True)
-    except DoesNotExist:
-        return None
-
-
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 

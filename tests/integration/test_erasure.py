@@ -69,7 +69,7 @@ def test_a_record_write_racing_the_erasure_leaves_nothing_behind(tenant_id):
     # Given a caller's write that read the tenant's active version before the erasure began
     assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
     data, erase = Function("tenant_data"), Function("erase")
-    real_write = data.service._write_record
+    real_write = data.module.records._write_record
     erased = []
 
     def erase_lands_first(*args, **kwargs):
@@ -77,7 +77,7 @@ def test_a_record_write_racing_the_erasure_leaves_nothing_behind(tenant_id):
             erased.append(erase.http(http_sample("erase_delete", tenant_id)))
         return real_write(*args, **kwargs)
 
-    data.service._write_record = erase_lands_first
+    data.module.records._write_record = erase_lands_first
 
     # When the erasure completes between that read and the write
     answer = data(invoke_sample("tenant_data_put", tenant_id, name="late", value_b64=b64(b"late")))

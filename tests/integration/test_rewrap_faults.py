@@ -37,7 +37,7 @@ def record_counts(tenant_id: str) -> dict[int, int]:
 def test_rewrap_killed_midway_resumes_without_losing_a_record(tenant_id):
     values = given_records_on_a_retired_version(tenant_id, 30)
     rewrap = Function("rewrap")
-    real_write = rewrap.service._write_record
+    real_write = rewrap.module.records._write_record
     writes = []
 
     def crash_after_ten(*args, **kwargs):
@@ -46,7 +46,7 @@ def test_rewrap_killed_midway_resumes_without_losing_a_record(tenant_id):
         writes.append(args[1])
         return real_write(*args, **kwargs)
 
-    rewrap.service._write_record = crash_after_ten
+    rewrap.module.records._write_record = crash_after_ten
 
     # When the first run dies after 10 records
     status, body = rewrap.http(http_sample("rewrap_post", tenant_id))
@@ -74,7 +74,7 @@ def test_rewrap_killed_midway_resumes_without_losing_a_record(tenant_id):
 def test_a_record_written_during_the_rewrap_keeps_the_callers_value(tenant_id):
     values = given_records_on_a_retired_version(tenant_id, 5)
     rewrap, caller = Function("rewrap"), Function("tenant_data")
-    real_write = rewrap.service._write_record
+    real_write = rewrap.module.records._write_record
     target = "rec-002"
 
     def caller_writes_first(active, name, ciphertext, existing):
@@ -83,7 +83,7 @@ def test_a_record_written_during_the_rewrap_keeps_the_callers_value(tenant_id):
             assert caller(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(b"caller's value")))
         return real_write(active, name, ciphertext, existing)
 
-    rewrap.service._write_record = caller_writes_first
+    rewrap.module.records._write_record = caller_writes_first
     status, progress = rewrap.http(http_sample("rewrap_post", tenant_id))
     assert status == 202 and progress["migrated"] == 4 and progress["skipped"] == 1 and progress["complete"] is True
 
