@@ -28,6 +28,7 @@ TARGET = 1.5
 def writer(tenant: str, names: list[str], ready, results) -> None:
     """One writer process: warms its key cache, waits for the others, writes its records."""
     from tenant_kms.errors import Conflict
+    from tenant_kms.records import TenantRecords
     from tenant_kms.service import TenantKms
     from tenant_kms.settings import Settings
     from tenant_kms.storage import Backoff
@@ -38,7 +39,7 @@ def writer(tenant: str, names: list[str], ready, results) -> None:
         pauses.append(seconds)
         time.sleep(seconds)
 
-    kms = TenantKms(Settings.from_env(), backoff=Backoff(sleep=pause))
+    kms = TenantRecords(TenantKms(Settings.from_env(), backoff=Backoff(sleep=pause)))
     kms.put_record(tenant, f"{names[0]}-warm", b"x", actor="bench")
     ready.wait()
     pauses.clear()
