@@ -170,13 +170,17 @@ def structured_logs() -> Iterator[io.StringIO]:
 
 
 def encodings(secret: bytes) -> list[str]:
-    """The ways a key could show up in text: hex, base64 (padded or not), URL-safe base64."""
+    """The ways a key could show up in text: hex, base64 (padded or not), URL-safe base64, and
+    its bytes repr (a formatted ``{key!r}``), as printed and as a JSON log line escapes it."""
+    shown = repr(secret)[2:-1]
     return [
         secret.hex(),
         secret.hex().upper(),
         base64.b64encode(secret).decode(),
         base64.b64encode(secret).decode().rstrip("="),
         base64.urlsafe_b64encode(secret).decode().rstrip("="),
+        shown,
+        json.dumps(shown)[1:-1],
     ]
 
 

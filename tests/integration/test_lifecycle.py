@@ -65,6 +65,7 @@ def lifecycle(tenant_id, capfd, logs):
     assert listed[1]["records"] == 0 and listed[2]["records"] == 51
 
     # and the unreferenced retired version can be destroyed, the active one cannot
+    tmk_v1 = base64.b64decode(unwrap(invoke_sample("unwrap_version", tenant_id, version=1))["key_b64"])
     assert provision.http(http_sample("provision_destroy", tenant_id, version=1)) == (204, None)
     status, error = provision.http(http_sample("provision_destroy", tenant_id, version=2))
     assert status == 409 and error["error"]["code"] == "conflict"
@@ -85,7 +86,7 @@ def lifecycle(tenant_id, capfd, logs):
     assert '"audit":{"action":"unwrap"' in logs.getvalue().replace(" ", "")
     assert "audit provision success" in captured and tenant_id in captured  # the audit trail is there
     tables = repr(snapshot_tables(TABLES))
-    assert_no_key_material(captured, [MASTER_KEY, tmk_v2])
-    for secret in (MASTER_KEY, tmk_v2):
+    assert_no_key_material(captured, [MASTER_KEY, tmk_v1, tmk_v2])
+    for secret in (MASTER_KEY, tmk_v1, tmk_v2):
         assert repr(secret)[2:-1] not in tables  # raw bytes as boto3 would render them
         assert base64.b64encode(secret).decode() not in tables

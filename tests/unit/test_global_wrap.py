@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 import pytest
@@ -44,11 +45,23 @@ def test_another_master_key_is_refused_by_name_and_by_tag():
         )
 
 
+def shown_forms(secret: bytes) -> list[str]:
+    """How bytes show up in text: their repr (whole, or its inside), hex, base64."""
+    return [repr(secret), repr(secret)[2:-1], secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode()]
+
+
 def test_repr_and_probe_never_show_key_material():
+    """Catches a repr that prints the master key ring, the TMK or the wrapped blob in any
+    form, raw bytes repr included (a bytes repr is not hex: a hex-only scan misses it)."""
     wrapper = GlobalKeyWrapper(master_key=MASTER)
-    assert MASTER.hex() not in repr(wrapper)
-    wrapped = wrapper.wrap(secrets.token_bytes(32), WrapContext("acme", 1))
-    assert wrapped.ciphertext.hex() not in repr(wrapped)
+    tmk = secrets.token_bytes(32)
+    wrapped = wrapper.wrap(tmk, WrapContext("acme", 1))
+    shown = " ".join(
+        [repr(wrapper), str(wrapper), repr(wrapper.ring()), repr(wrapped), str(wrapped), wrapper.probe("acme")]
+    )
+    for secret in (MASTER, tmk, wrapped.ciphertext):
+        for form in shown_forms(secret):
+            assert form not in shown, "key material shown"
     assert wrapper.probe("acme") == master_key_id(MASTER)
 
 
