@@ -39,15 +39,15 @@ def writer(tenant: str, names: list[str], ready, results) -> None:
         pauses.append(seconds)
         time.sleep(seconds)
 
-    kms = TenantRecords(TenantKms(Settings.from_env(), backoff=Backoff(sleep=pause)))
-    kms.put_record(tenant, f"{names[0]}-warm", b"x", actor="bench")
+    records = TenantRecords(TenantKms(Settings.from_env(), backoff=Backoff(sleep=pause)))
+    records.put_record(tenant, f"{names[0]}-warm", b"x", actor="bench")
     ready.wait()
     pauses.clear()
     conflicts = 0
     for name in names:
         while True:
             try:
-                kms.put_record(tenant, name, b"x" * 100, actor="bench")
+                records.put_record(tenant, name, b"x" * 100, actor="bench")
                 break
             except Conflict:
                 conflicts += 1

@@ -22,6 +22,11 @@ from tenant_kms.sealing import open_record, seal_record
 from tenant_kms.service import ACTIVE, RETIRED, TenantKms, b64, iso
 
 WRITE_ATTEMPTS = 5
+# DynamoDB's limits for one TransactWriteItems: 100 actions, 4 MB of items in all.
+TRANSACTION_ACTIONS = 100
+TRANSACTION_BYTES = 4_000_000
+# Why a chunk stopped early.
+_SPENT, _MOVED_ON = "spent", "moved_on"
 # Spent versions one write may meet in a row (each took a whole budget of other writes).
 WRITE_ROTATIONS = 16
 
@@ -34,6 +39,31 @@ class Chunk:
     skipped: int  # changed by a caller meanwhile (the caller's write wins), or the active version moved on
     cursor: str | None  # name of the last record examined; None once every record was examined
     blocked: bool = False  # the active version spent its usage budget: a caller's next write rotates it
+
+
+class _Batch:
+    """Records for one transaction: their puts plus one count per version stay within the
+    transaction's action and size limits (a record's attributes besides the ciphertext are
+    small; the margin covers them)."""
+
+    PER_RECORD_BYTES = 1024
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[TenantRecord, bytes]] = []
+        self.versions: set[int] = set()
+        self.bytes = 0
+
+    def add(self, record: TenantRecord, ciphertext: bytes) -> None:
+        self.moves.append((record, ciphertext))
+        self.versions.add(record.version)
+        self.bytes += len(ciphertext) + len(record.name.encode()) + self.PER_RECORD_BYTES
+
+    def fits(self, record: TenantRecord) -> bool:
+        """Whether ``record`` fits too (its new ciphertext is the old one's size)."""
+        versions = len(self.versions | {record.version})
+        actions = len(self.moves) + 1 + 1 + versions  # the puts, the active version's count, one per old version
+        size = self.bytes + len(record.ciphertext) + len(record.name.encode()) + self.PER_RECORD_BYTES
+        return actions <= TRANSACTION_ACTIONS and size <= TRANSACTION_BYTES
 
 
 class TenantRecords:
@@ -184,34 +214,112 @@ class TenantRecords:
         """Move the records after ``after`` (in name order) that are not on the active version,
         examining at most ``limit`` records, to the active version.
 
-        Resumable and safe to run twice or concurrently: each record is replaced only if it
-        still holds what was read (a caller's write meanwhile wins). One unwrap per
-        (tenant, version), thanks to the session cache. Sealed if the tenant is.
+        The records go in transactions of up to 100 actions: each record's conditional put
+        and one count per version. Resumable and safe to run twice or concurrently: a record
+        is replaced only if it still holds what was read; when a caller's write got there
+        first, only that record is dropped from the transaction (the caller's write wins)
+        and the rest are written. One unwrap per (tenant, version), thanks to the session cache.
         """
         config = self.kms.unsealed(self.kms.require_config(tenant_id))
         active = self.kms.version_row(tenant_id, config.active_version)
         page, cursor = _records_after(tenant_id, after, limit)
         versions: dict[int, KeyVersion] = {}
         migrated = skipped = 0
-        for record in page:
-            if record.version == active.version:
-                continue  # already there, or written under the active version by a caller
+        batch = _Batch()
+        stale = [record for record in page if record.version != active.version]
+        for position, record in enumerate(stale):
             if record.version not in versions:
                 versions[record.version] = self.kms.version_row(tenant_id, record.version)
             old_key = self.kms.open_key(config, versions[record.version])
             new_key = self.kms.open_key(config, active)
             plaintext = open_record(old_key.tmk, tenant_id, record.name, record.version, record.ciphertext)
             ciphertext = seal_record(new_key.tmk, tenant_id, record.name, active.version, plaintext)
-            if self._write_record(active, record.name, ciphertext, record):
-                migrated += 1
-                count("RecordsRewrapped")
+            batch.add(record, ciphertext)
+            if position + 1 < len(stale) and batch.fits(stale[position + 1]):
                 continue
-            skipped += 1
-            if self._spent(active) is not None:
-                # No version for the migration alone: a caller's next write provisions the
-                # next one, and the migration goes on there from this record.
-                return Chunk(migrated, skipped, cursor=after, blocked=True)
+            moved, dropped, stop = self._move(active, batch.moves)
+            migrated, skipped, batch = migrated + moved, skipped + dropped, _Batch()
+            count("RecordsRewrapped", moved)
+            if stop:
+                # Budget spent: no version for the migration alone; a caller's next write
+                # provisions the next one, and the migration goes on there from this page.
+                # Active version moved on: the next chunk moves the page to that one.
+                return Chunk(migrated, skipped, cursor=after, blocked=stop == _SPENT)
         return Chunk(migrated, skipped, cursor=cursor)
+
+    def _move(self, active: KeyVersion, moves: list[tuple[TenantRecord, bytes]]) -> tuple[int, int, str | None]:
+        """Write ``moves`` under the active version in one transaction, dropping the records a
+        caller changed meanwhile. (written, dropped, why the rest could not be written)."""
+        tenant_id, budget = active.tenant_id, self.kms.settings.key_usage_budget
+        now = iso(self.kms.clock())
+        dropped = 0
+        stop = None
+        while moves:
+            leaving: dict[int, int] = {}
+            for record, _ in moves:
+                leaving[record.version] = leaving.get(record.version, 0) + 1
+            try:
+                # pynamodb sends the puts first, then the updates: reason i is moves[i]'s.
+                with TransactWrite(connection=self.kms.connection) as tx:
+                    for record, ciphertext in moves:
+                        tx.save(
+                            TenantRecord(
+                                tenant_id,
+                                record.name,
+                                version=active.version,
+                                ciphertext=ciphertext,
+                                revision=record.revision + 1,
+                                updated_at=now,
+                            ),
+                            condition=(TenantRecord.revision == record.revision)
+                            & (TenantRecord.version == record.version),
+                        )
+                    n = len(moves)
+                    within_budget = KeyVersion.encryptions <= budget - n
+                    if n <= budget:
+                        within_budget |= KeyVersion.encryptions.does_not_exist()
+                    tx.update(
+                        KeyVersion(tenant_id, active.version),
+                        actions=[KeyVersion.encryptions.add(n), KeyVersion.records.add(n)],
+                        condition=(KeyVersion.status == ACTIVE)
+                        & (KeyVersion.key_uid == active.key_uid)
+                        & within_budget,
+                    )
+                    for version, leaving_count in leaving.items():
+                        tx.update(
+                            KeyVersion(tenant_id, version),
+                            actions=[KeyVersion.records.add(-leaving_count)],
+                            condition=KeyVersion.records >= leaving_count,
+                        )
+            except TransactWriteError as error:
+                reasons = error.cancellation_reasons
+                if not reasons:
+                    raise
+                changed = {i for i, reason in enumerate(reasons[: len(moves)]) if reason is not None}
+                if changed:
+                    dropped += len(changed)
+                    moves = [move for i, move in enumerate(moves) if i not in changed]
+                    continue
+                room = self._room(active)
+                if room is None:
+                    return 0, dropped, _MOVED_ON
+                if room < len(moves):
+                    # The rest stay where they are; the migration comes back for them.
+                    moves, stop = moves[:room], _SPENT
+                    continue
+                raise Conflict(f"the record counts of tenant {tenant_id} changed concurrently; retry") from None
+            return len(moves), dropped, stop
+        return 0, dropped, stop
+
+    def _room(self, active: KeyVersion) -> int | None:
+        """Records the active version may still seal; None once it is no longer the active one."""
+        try:
+            current = KeyVersion.get(active.tenant_id, active.version, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if current.status != ACTIVE or current.key_uid != active.key_uid:
+            return None
+        return max(0, self.kms.settings.key_usage_budget - (current.encryptions or 0))
 
     @staticmethod
     def pending_rewrap(tenant_id: str) -> int:

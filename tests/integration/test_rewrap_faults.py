@@ -37,16 +37,13 @@ def record_counts(tenant_id: str) -> dict[int, int]:
 def test_rewrap_killed_midway_resumes_without_losing_a_record(tenant_id):
     values = given_records_on_a_retired_version(tenant_id, 30)
     rewrap = Function("rewrap")
-    real_write = rewrap.module.records._write_record
-    writes = []
+    real_move = rewrap.module.records._move
 
-    def crash_after_ten(*args, **kwargs):
-        if len(writes) == 10:
-            raise RuntimeError("instance killed")
-        writes.append(args[1])
-        return real_write(*args, **kwargs)
+    def crash_after_ten(active, moves):
+        real_move(active, moves[:10])  # one transaction of 10 records lands
+        raise RuntimeError("instance killed")
 
-    rewrap.module.records._write_record = crash_after_ten
+    rewrap.module.records._move = crash_after_ten
 
     # When the first run dies after 10 records
     status, body = rewrap.http(http_sample("rewrap_post", tenant_id))
@@ -71,25 +68,33 @@ def test_rewrap_killed_midway_resumes_without_losing_a_record(tenant_id):
     assert (status, progress["migrated"], progress["complete"]) == (202, 0, True)
 
 
-def test_a_record_written_during_the_rewrap_keeps_the_callers_value(tenant_id):
+def test_records_written_during_the_rewrap_keep_the_callers_values(tenant_id):
     values = given_records_on_a_retired_version(tenant_id, 5)
     rewrap, caller = Function("rewrap"), Function("tenant_data")
-    real_write = rewrap.module.records._write_record
-    target = "rec-002"
+    real_move = rewrap.module.records._move
+    targets = ["rec-001", "rec-003"]
+    transactions = []
 
-    def caller_writes_first(active, name, ciphertext, existing):
-        if name == target:
-            # The caller's write lands between the rewrap's read and its write.
-            assert caller(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(b"caller's value")))
-        return real_write(active, name, ciphertext, existing)
+    def callers_write_first(active, moves):
+        if not transactions:
+            # The callers' writes land between the rewrap's read and its transaction.
+            for name in targets:
+                put = invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(b"caller's value"))
+                assert caller(put)["version"] == 2
+        transactions.append([record.name for record, _ in moves])
+        return real_move(active, moves)
 
-    rewrap.module.records._write_record = caller_writes_first
+    rewrap.module.records._move = callers_write_first
     status, progress = rewrap.http(http_sample("rewrap_post", tenant_id))
-    assert status == 202 and progress["migrated"] == 4 and progress["skipped"] == 1 and progress["complete"] is True
+    assert status == 202 and progress["migrated"] == 3 and progress["skipped"] == 2 and progress["complete"] is True
 
+    # The five went in one transaction; it was cancelled and only the callers' two were dropped
+    assert transactions == [sorted(values)]
     state = read_all(tenant_id, values)
-    assert state[target] == (b"caller's value", 2)
-    assert {n: v for n, v in state.items() if n != target} == {n: (v, 2) for n, v in values.items() if n != target}
+    assert all(state[name] == (b"caller's value", 2) for name in targets)
+    assert {n: v for n, v in state.items() if n not in targets} == {
+        n: (v, 2) for n, v in values.items() if n not in targets
+    }
     assert record_counts(tenant_id) == {1: 0, 2: 5}
 
 
