@@ -12,6 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from botocore.exceptions import ReadTimeoutError
+
 
 class FaultProxy:
     def __init__(self, target: str) -> None:
@@ -231,3 +233,46 @@ class DynamoDBFaultProxy(FaultProxy):
             with self._lock:
                 self.writes += 1
         handler._answer(status, answer)
+
+
+class SlowWire:
+    """Every AWS answer (DynamoDB, KMS, STS) takes ``seconds`` of an injected clock: botocore's
+    real HTTP sending, with time passing on the clock instead of the wall. An attempt whose
+    read timeout is shorter than the answer's delay reads until that timeout, then fails with
+    botocore's ReadTimeoutError; the service still received the request and may have acted on
+    it, as a real one does. Records what each attempt was granted, and when.
+
+    ``install`` replaces the send of every botocore HTTP session in the process for the test's
+    duration (through ``monkeypatch``); answers are slow only while ``on``."""
+
+    def __init__(self, clock, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.on = True
+        self.sent: list[tuple[str, float, float]] = []  # (action, clock at send, read timeout granted)
+
+    def install(self, monkeypatch) -> SlowWire:
+        from botocore.httpsession import URLLib3Session
+
+        real_send = URLLib3Session.send
+        wire = self
+
+        def send(session, request):
+            if not wire.on:
+                return real_send(session, request)
+            granted = request.context.get("read_timeout")
+            if granted is None:
+                config = request.context.get("client_config")
+                granted = config.read_timeout if config is not None else 60
+            target = request.headers.get("X-Amz-Target", b"")
+            action = (target.decode() if isinstance(target, bytes) else str(target)).split(".")[-1] or "unknown"
+            wire.sent.append((action, wire.clock(), granted))
+            answer = real_send(session, request)
+            if wire.seconds > granted:
+                wire.clock.advance(granted)
+                raise ReadTimeoutError(endpoint_url=request.url)
+            wire.clock.advance(wire.seconds)
+            return answer
+
+        monkeypatch.setattr(URLLib3Session, "send", send)
+        return self

@@ -43,4 +43,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             return records.get_record(tenant_id, name, actor="internal")
         return records.delete_record(tenant_id, name, actor="internal")
 
-    return respond(operate)
+    return respond(operate, context, service.clock)

@@ -19,4 +19,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         request = check(event)
         return service.unwrap(request["tenant_id"], request.get("version"), actor="internal")
 
-    return respond(unwrap)
+    return respond(unwrap, context, service.clock)

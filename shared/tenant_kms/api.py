@@ -29,6 +29,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
+from kms_wrapping.deadline import Deadline, lambda_time_left, running_until
 from tenant_kms import untrusted_json
 from tenant_kms.errors import (
     Forbidden,
@@ -84,6 +85,8 @@ STEP_UP_ROUTES = {
     "DELETE /tenants/{tenant_id}": "step_up_max_age_seconds",
     "POST /tenants/{tenant_id}/kms/unseal": "unseal_step_up_max_age_seconds",
 }
+# API Gateway's HTTP API answers 503 itself once an integration takes longer than this.
+GATEWAY_TIMEOUT_SECONDS = 30
 # How far an identity provider's clock may run ahead of ours.
 AUTH_TIME_SKEW_SECONDS = 60
 _ROUTE_PATTERNS = [
@@ -322,6 +325,24 @@ def routed_tenant(app: APIGatewayHttpResolver) -> str:
     return app.context["routed_tenant"]
 
 
+def route_deadline(event: dict[str, Any], context: Any, budget: float, clock: Callable[[], float]) -> Deadline:
+    """When the route must have answered: ``budget`` seconds after API Gateway received the
+    request, and never later than the function may run."""
+    now = clock()
+    received = _member(event.get("requestContext"), "timeEpoch")
+    start = now
+    # The gateway's receipt time counts only when a live gateway can still be waiting for this
+    # answer; a replayed or sample event carries an older one.
+    live = isinstance(received, int) and not isinstance(received, bool)
+    if live and now - GATEWAY_TIMEOUT_SECONDS <= received / 1000 <= now:
+        start = received / 1000
+    at = start + budget
+    left = lambda_time_left(context)
+    if left is not None:
+        at = min(at, now + left)
+    return Deadline(at=at, clock=clock)
+
+
 def handle_admin(
     app: APIGatewayHttpResolver,
     event: dict[str, Any],
@@ -329,7 +350,8 @@ def handle_admin(
     settings: Settings,
     clock: Callable[[], float] = time.time,
 ) -> dict:
-    """Authenticate, authorise and bound the request, then route it."""
+    """Authenticate, authorise and bound the request, then route it under the route's deadline."""
+    deadline = route_deadline(event, context, settings.admin_route_deadline_seconds, clock)
     max_body_bytes = settings.max_body_bytes
     route_key = event.get("routeKey")
     try:
@@ -351,4 +373,5 @@ def handle_admin(
             "isBase64Encoded": False,
         }
     app.append_context(caller=caller, routed_tenant=tenant_id, route_key=route_key)
-    return app.resolve(event, context)
+    with running_until(deadline):
+        return app.resolve(event, context)

@@ -73,7 +73,14 @@ class Sealed(TenantKmsError):
 
 
 class ProviderUnavailable(TenantKmsError):
+    """The wrapping provider did not answer in time (retries or the request's budget spent)."""
+
     code, status = "provider_unavailable", 503
+    retry_after_seconds = 5
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(self.retry_after_seconds)}
 
 
 class Unavailable(TenantKmsError):

@@ -7,11 +7,13 @@ call and copies the offending value into its message, which may be tenant data.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import fastjsonschema
 
+from kms_wrapping.deadline import Deadline, running_until
 from tenant_kms.errors import InvalidRequest, TenantKmsError
 from tenant_kms.observability import logger
 from tenant_kms.untrusted_json import is_text
@@ -113,10 +115,14 @@ def compile_schema(schema: dict[str, Any]) -> Callable[[Any], Any]:
     return check
 
 
-def respond(operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one direct-invoke operation; errors come back as ``{"error": {code, message}}``."""
+def respond(
+    operation: Callable[[], dict[str, Any]], context: Any = None, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """Run one direct-invoke operation within the time Lambda leaves it (``context``); errors
+    come back as ``{"error": {code, message}}``."""
     try:
-        return operation()
+        with running_until(Deadline.of_lambda(context, clock)):
+            return operation()
     except TenantKmsError as error:
         return error.as_body()
     except Exception:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kms_wrapping import KeyWrapper, ProviderRegistry
+from kms_wrapping.deadline import bounded_by_deadline
 from tenant_kms.settings import ConfigurationError, Settings, decode_master_keys
 
 BYOK_PREFIX = "customer_kms_"
@@ -157,7 +158,8 @@ class Identities:
                 region = self._settings.region
 
                 def kms_for(tenant_id: str | None) -> Any:
-                    return sessions.session(tenant_id).client("kms", region_name=region, config=config)
+                    client = sessions.session(tenant_id).client("kms", region_name=region, config=config)
+                    return bounded_by_deadline(client)
 
                 self._signer = AssertionSigner(
                     key_id=self._settings.federation_signing_key_id,
@@ -172,8 +174,10 @@ class Identities:
 
     def service_sts(self) -> Any:
         """STS as the key-wrapping role's own session (calls made for no tenant)."""
-        return self.sessions.session(None).client(
-            "sts", region_name=self._settings.region, config=_aws_client_config(self._settings)
+        return bounded_by_deadline(
+            self.sessions.session(None).client(
+                "sts", region_name=self._settings.region, config=_aws_client_config(self._settings)
+            )
         )
 
 

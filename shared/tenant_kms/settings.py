@@ -81,6 +81,9 @@ class Settings:
     # leaves room for what callers encrypt with keys the unwrap function hands out, which no
     # count here sees.
     key_usage_budget: int = 2**30
+    # Seconds an admin route may take, counted from the request's start: API Gateway's HTTP API
+    # cuts a request at 30 s, so every provider and table call gets what is left of this.
+    admin_route_deadline_seconds: int = 25
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +122,7 @@ class Settings:
             federation_signing_key_id=env.get("FEDERATION_SIGNING_KEY_ID", "").strip(),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip(),
             key_usage_budget=_int(env, "KEY_USAGE_BUDGET", 2**30, low=1, high=2**32),
+            admin_route_deadline_seconds=_int(env, "ADMIN_ROUTE_DEADLINE_SECONDS", 25, low=1, high=29),
         )
         if settings.admin_authorizer not in ADMIN_AUTHORIZERS:
             raise ConfigurationError(

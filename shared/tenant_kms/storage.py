@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pynamodb.connection import Connection
 
+from kms_wrapping import deadline
 from tenant_kms.errors import Unavailable
 
 # Error codes DynamoDB answers when it could not do the request now; nothing was applied.
@@ -86,13 +87,27 @@ class StorageConnection(Connection):
         super().__init__(region=region, max_retry_attempts=0, **kwargs)  # no botocore retries on top
         self.backoff = backoff
 
+    @property
+    def client(self) -> Any:
+        client = super().client
+        if not getattr(client, "_tenant_kms_deadline", False):
+            client._tenant_kms_deadline = True
+            deadline.bounded_by_deadline(client)
+        return client
+
     def dispatch(self, operation_name: str, operation_kwargs: dict) -> dict:
         fault = "no answer"
         for attempt in range(1, self.backoff.attempts + 1):
             if attempt > 1:
-                self.backoff.pause(attempt - 1)
+                pause = self.backoff.delay(attempt - 1)
+                if not deadline.left_after(pause):
+                    # The request's budget ends before another try could: stop now, nothing applied.
+                    raise self._unavailable(operation_name, f"{fault}; the request's time budget is spent")
+                self.backoff.sleep(pause)
             try:
                 data = super().dispatch(operation_name, operation_kwargs)
+            except deadline.DeadlineExceeded:
+                raise self._unavailable(operation_name, f"{fault}; the request's time budget is spent") from None
             except (ClientError, BotoConnectionError, HTTPClientError) as error:
                 fault = transient(error)
                 if fault is None:
@@ -104,8 +119,11 @@ class StorageConnection(Connection):
             # The items DynamoDB did write stay written; only the rest is sent again.
             fault = f"{sum(len(items) for items in unprocessed.values())} unprocessed items"
             operation_kwargs = {**operation_kwargs, "RequestItems": unprocessed}
-        raise Unavailable(
-            f"the tenant tables are busy ({operation_name}: {fault} after {self.backoff.attempts} attempts); "
-            f"retry in {RETRY_AFTER_SECONDS} s",
+        raise self._unavailable(operation_name, f"{fault} after {self.backoff.attempts} attempts")
+
+    @staticmethod
+    def _unavailable(operation_name: str, why: str) -> Unavailable:
+        return Unavailable(
+            f"the tenant tables are busy ({operation_name}: {why}); retry in {RETRY_AFTER_SECONDS} s",
             RETRY_AFTER_SECONDS,
         )

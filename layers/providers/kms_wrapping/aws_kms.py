@@ -27,6 +27,7 @@ from kms_wrapping.base import (
     WrapContext,
     WrappedKey,
 )
+from kms_wrapping.deadline import bounded_by_deadline
 from kms_wrapping.identity import TenantSessions, refreshable_credentials
 
 _KEY_ARN = re.compile(
@@ -140,7 +141,7 @@ class AwsKmsWrapper(KeyWrapper):
         self.provider = provider
         self._key_arn = key_arn
         self._key = parse_key_arn(key_arn)
-        self._kms = kms_client
+        self._kms = bounded_by_deadline(kms_client)
 
     def __repr__(self) -> str:
         return f"AwsKmsWrapper(provider={self.provider!r}, key_arn={self._key_arn!r})"
@@ -208,6 +209,7 @@ def assumed_role_session(
     """
     if not external_id:
         raise ProviderConfigInvalid("external_id is required to assume a customer role")
+    bounded_by_deadline(sts_client)
 
     def fetch() -> dict[str, str]:
         current = external_id() if callable(external_id) else external_id

@@ -19,6 +19,7 @@ import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
 
 from kms_wrapping.base import ProviderConfigInvalid, ProviderUnavailable
+from kms_wrapping.deadline import bounded_by_deadline
 
 _ROLE_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?:[\w+=,.@-]+/)*(?P<name>[\w+=,.@-]+)$"
@@ -58,7 +59,7 @@ class TenantSessions:
         self._role = _ROLE_ARN.match(role_arn) if role_arn else None
         if role_arn and not self._role:
             raise ProviderConfigInvalid("the key-wrapping role ARN is not an IAM role ARN")
-        self._sts = sts_client
+        self._sts = bounded_by_deadline(sts_client) if sts_client is not None else None
         self._duration = duration_seconds
         self._sessions: dict[str, boto3.Session] = {}
         self._lock = threading.Lock()
