@@ -245,9 +245,10 @@ class SlowWire:
     ``install`` replaces the send of every botocore HTTP session in the process for the test's
     duration (through ``monkeypatch``); answers are slow only while ``on``."""
 
-    def __init__(self, clock, seconds: float) -> None:
+    def __init__(self, clock, seconds: float, actions: frozenset[str] | None = None) -> None:
         self.clock = clock
         self.seconds = seconds
+        self.actions = actions  # only these are slow (X-Amz-Target's operation); None: every one
         self.on = True
         self.sent: list[tuple[str, float, float]] = []  # (action, clock at send, read timeout granted)
 
@@ -268,11 +269,21 @@ class SlowWire:
             action = (target.decode() if isinstance(target, bytes) else str(target)).split(".")[-1] or "unknown"
             wire.sent.append((action, wire.clock(), granted))
             answer = real_send(session, request)
-            if wire.seconds > granted:
+            seconds = wire.seconds if wire.actions is None or action in wire.actions else 0
+            if seconds > granted:
                 wire.clock.advance(granted)
                 raise ReadTimeoutError(endpoint_url=request.url)
-            wire.clock.advance(wire.seconds)
+            wire.clock.advance(seconds)
             return answer
 
         monkeypatch.setattr(URLLib3Session, "send", send)
         return self
+
+    def assert_kept_to(self, deadline: float) -> None:
+        """No call started at or past ``deadline`` (on the clock), none was granted more than
+        what was left of it, and the clock never passed it."""
+        assert self.sent
+        for action, sent_at, granted in self.sent:
+            assert sent_at < deadline, (action, deadline - sent_at)
+            assert 0 < granted <= deadline - sent_at, (action, deadline - sent_at, granted)
+        assert self.clock() <= deadline
