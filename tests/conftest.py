@@ -3,6 +3,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import socket
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -38,7 +39,17 @@ socket.getaddrinfo = _local_only
 
 @pytest.fixture(scope="session")
 def dynamodb_local():
-    """The official DynamoDB Local, once per session, with the tables of template.yaml."""
+    """The official DynamoDB Local, once per session, with the tables of template.yaml.
+
+    DYNAMODB_LOCAL_ENDPOINT names one already running, left running afterwards: a mutation
+    run shares one across its hundreds of short sessions instead of starting Java for each.
+    """
+    running = os.environ.get("DYNAMODB_LOCAL_ENDPOINT")
+    if running:
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = running
+        create_tables(boto3.client("dynamodb"), testenv.TABLES)
+        yield SimpleNamespace(endpoint=running)
+        return
     with DynamoDBLocal() as dynamodb:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint
         create_tables(boto3.client("dynamodb"), testenv.TABLES)

@@ -25,6 +25,8 @@ def test_round_trip():
         ("acme", "db-password", 3, TMK),
         ("acme", "db-password", 2, secrets.token_bytes(32)),
     ],
+    # Stable ids, not the random key's bytes: the mutation run selects tests by id.
+    ids=["other-tenant", "other-name", "other-version", "other-key"],
 )
 def test_moved_or_wrong_key_fails(tenant, name, version, key):
     blob = seal_record(TMK, "acme", "db-password", 2, b"hunter2")
