@@ -1,0 +1,197 @@
+"""The key lifecycle straight through TenantKms, built from the environment as every function
+builds it, against DynamoDB Local: what each step leaves in the tables, field by field. Quick
+(no handler imports), so `make mutate` runs it for every mutant of the lifecycle."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import boto3
+import pytest
+from support import Clock, snapshot_tables
+from testenv import MASTER_KEY, TABLES
+
+from kms_wrapping.global_wrap import master_key_id
+from tenant_kms.errors import Conflict, NotFound, ProviderUnavailable, Sealed, VerificationFailed
+from tenant_kms.service import TenantKms, iso
+from tenant_kms.settings import Settings
+from tenant_kms.unsealing import Unsealing
+
+OTHER_MASTER_KEY = bytes(range(32))
+
+
+def service(clock: Clock, *master_keys: bytes) -> TenantKms:
+    """An instance as deployed; ``master_keys``: another ring than the session's."""
+    env = dict(os.environ)
+    if master_keys:
+        env["MASTER_KEY_B64"] = ",".join(base64.b64encode(key).decode() for key in master_keys)
+    return TenantKms(Settings.from_env(env), clock=clock)
+
+
+def config_row(tenant_id: str) -> dict:
+    item = boto3.client("dynamodb").get_item(
+        TableName=TABLES["TenantConfigTable"], Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+    )
+    return item.get("Item", {})
+
+
+def version_rows(tenant_id: str) -> dict[int, dict]:
+    answer = boto3.client("dynamodb").query(
+        TableName=TABLES["KeyVersionTable"],
+        KeyConditionExpression="tenant_id = :t",
+        ExpressionAttributeValues={":t": {"S": tenant_id}},
+        ConsistentRead=True,
+    )
+    return {int(item["version"]["N"]): item for item in answer["Items"]}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_configure_then_provision_leave_exactly_these_rows(tenant_id, clock):
+    """Catches a configure or provision writing another status, version, revision, time or
+    key id, not retiring the previous version, or keeping a retired version active."""
+    kms = service(clock)
+    view = kms.configure(tenant_id, "global", {}, actor="alice")
+    now = iso(clock.now)
+    assert view == {
+        "tenant_id": tenant_id,
+        "provider": "global",
+        "config": {},
+        "status": "active",
+        "sealed_reason": None,
+        "sealed_at": None,
+        "active_version": 1,
+        "last_verified_at": now,
+        "last_verify_error": None,
+        "session_ttl_seconds": kms.settings.session_ttl_seconds,
+    }
+    config = config_row(tenant_id)
+    assert {k: v for k, v in config.items() if k != "config"} == {
+        "tenant_id": {"S": tenant_id},
+        "provider": {"S": "global"},
+        "status": {"S": "active"},
+        "active_version": {"N": "1"},
+        "revision": {"N": "1"},
+        "created_at": {"S": now},
+        "updated_at": {"S": now},
+        "last_verified_at": {"S": now},
+    }
+    (first,) = version_rows(tenant_id).values()
+    assert first["status"] == {"S": "active"} and first["records"] == {"N": "0"}
+    assert first["key_id"] == {"S": master_key_id(MASTER_KEY)} and first["created_at"] == {"S": now}
+    assert "retired_at" not in first and "destroyed_at" not in first
+
+    clock.advance(60)
+    assert kms.provision(tenant_id, actor="alice") == {"version": 2, "status": "active"}
+    later = iso(clock.now)
+    config = config_row(tenant_id)
+    assert config["active_version"] == {"N": "2"} and config["revision"] == {"N": "2"}
+    assert config["updated_at"] == {"S": later} and config["last_verified_at"] == {"S": now}
+    rows = version_rows(tenant_id)
+    assert rows[1]["status"] == {"S": "retired"} and rows[1]["retired_at"] == {"S": later}
+    assert rows[2]["status"] == {"S": "active"} and rows[2]["created_at"] == {"S": later}
+    assert rows[1]["key_uid"] != rows[2]["key_uid"] and rows[1]["wrapped_key"] != rows[2]["wrapped_key"]
+    assert [v["version"] for v in kms.list_versions(tenant_id)] == [1, 2]
+
+
+def test_unwrap_answers_the_versions_key_for_its_session_ttl(tenant_id, clock):
+    """Catches unwrap answering another version than asked (or than the active one), another
+    key, or a TTL / expiry not counted from the unwrap."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    kms.provision(tenant_id, actor="alice")
+    ttl = kms.settings.session_ttl_seconds
+    cold = service(clock)  # nothing cached: the key comes from the wrapped key in the table
+    first = cold.unwrap(tenant_id, 1, actor="app")
+    clock.advance(10)
+    active = cold.unwrap(tenant_id, None, actor="app")
+    assert (first["version"], active["version"]) == (1, 2) and first["key_b64"] != active["key_b64"]
+    assert active["ttl_seconds"] == ttl and active["expires_at"] == iso(clock.now + ttl)
+    clock.advance(5)
+    again = cold.unwrap(tenant_id, 1, actor="app")  # from the session cache
+    assert again["key_b64"] == first["key_b64"] and again["ttl_seconds"] == ttl - 15
+    assert again["provider"] == "global" and again["tenant_id"] == tenant_id
+    assert kms.unwrap(tenant_id, 1, actor="app")["key_b64"] == first["key_b64"]
+    with pytest.raises(NotFound):
+        cold.unwrap(tenant_id, 3, actor="app")
+
+
+def test_verify_records_success_and_keeps_the_keys(tenant_id, clock):
+    """Catches a verify that changes the keys, or records its outcome with another time."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    clock.advance(30)
+    before = version_rows(tenant_id)
+    answer = kms.verify(tenant_id, actor="alice")
+    assert answer["ok"] is True and answer["last_verify_error"] is None
+    assert config_row(tenant_id)["last_verified_at"] == {"S": iso(clock.now)}
+    assert config_row(tenant_id)["revision"] == {"N": "1"} and version_rows(tenant_id) == before
+
+
+def test_a_master_key_dropped_from_the_ring_seals_on_open_and_only_the_ring_that_has_it_unseals(tenant_id, clock):
+    """Catches a refusal that does not seal, a seal without reason or time, a sealed tenant
+    still served (from the cache or the provider), and an unseal that lifts the seal while
+    the active version is still refused, or refuses when it unwraps."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    dropped = service(clock, OTHER_MASTER_KEY)  # an instance whose ring lost the key
+    clock.advance(5)
+    with pytest.raises(Sealed):
+        dropped.unwrap(tenant_id, None, actor="app")
+    config = config_row(tenant_id)
+    assert config["status"] == {"S": "sealed"} and config["sealed_at"] == {"S": iso(clock.now)}
+    assert "global refused to unwrap version 1" in config["sealed_reason"]["S"]
+    with pytest.raises(Sealed):
+        kms.unwrap(tenant_id, None, actor="app")  # cached here, but sealed is sealed
+    sealed = snapshot_tables(TABLES)
+    with pytest.raises(VerificationFailed):
+        Unsealing(dropped).unseal(tenant_id, actor="alice")
+    assert snapshot_tables(TABLES) == sealed
+    view = Unsealing(kms).unseal(tenant_id, actor="alice")
+    assert (view["status"], view["sealed_reason"], view["sealed_at"]) == ("active", None, None)
+    assert "sealed_reason" not in config_row(tenant_id) and "sealed_at" not in config_row(tenant_id)
+    assert kms.unwrap(tenant_id, None, actor="app")["version"] == 1
+    with pytest.raises(Conflict, match="not sealed"):
+        Unsealing(kms).unseal(tenant_id, actor="alice")
+
+
+def test_an_unreachable_master_key_source_is_unavailable_and_never_seals(tenant_id, clock):
+    """Catches a provider fault taken for a refusal: the tenant must stay active."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    before = snapshot_tables(TABLES)
+    broken = service(clock)
+
+    def no_answer(_force: bool):
+        raise ProviderUnavailable("secret store did not answer")
+
+    broken.registry.wrapper_for("global", {}, tenant_id)._source = no_answer
+    with pytest.raises(ProviderUnavailable):
+        broken.unwrap(tenant_id, None, actor="app")
+    assert snapshot_tables(TABLES) == before
+
+
+def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock):
+    """Catches destroy of an active version, of a version still sealing records, a destroyed
+    version keeping its wrapped key or another time, and a repeated destroy failing."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    with pytest.raises(Conflict, match="is active"):
+        kms.destroy_version(tenant_id, 1, actor="alice")
+    kms.provision(tenant_id, actor="alice")
+    clock.advance(60)
+    kms.destroy_version(tenant_id, 1, actor="alice")
+    destroyed = version_rows(tenant_id)[1]
+    assert destroyed["status"] == {"S": "destroyed"} and destroyed["destroyed_at"] == {"S": iso(clock.now)}
+    assert "wrapped_key" not in destroyed
+    after = snapshot_tables(TABLES)
+    kms.destroy_version(tenant_id, 1, actor="alice")  # already destroyed: nothing to do
+    assert snapshot_tables(TABLES) == after
+    with pytest.raises(NotFound):
+        kms.unwrap(tenant_id, 1, actor="app")
+    with pytest.raises(NotFound):
+        kms.destroy_version(tenant_id, 7, actor="alice")
