@@ -75,12 +75,14 @@ MUTANTS = [
 # tenant in the shared tables, slower with every mutant's leftovers).
 TESTS = [
     "tests/unit/test_record_sealing.py",
+    "tests/unit/test_stored_formats.py",
     "tests/unit/test_session_cache.py",
     "tests/unit/test_global_wrap.py",
     "tests/unit/test_global_wrap_ring.py",
     "tests/unit/test_aws_kms_adapter.py",
     "tests/unit/test_current_key_id.py",
     "tests/unit/test_federation.py",
+    "tests/integration/test_key_lifecycle_rows.py",
     "tests/integration/test_lifecycle.py",
     "tests/integration/test_probe_failure.py",
     "tests/integration/test_sealing.py::test_unseal_lifts_the_seal_only_when_the_active_version_unwraps",
