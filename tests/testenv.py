@@ -36,3 +36,6 @@ os.environ.update(
 # Nothing in the tests may reach a real AWS endpoint.
 os.environ.pop("AWS_PROFILE", None)
 os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+# Nor a real Google endpoint over gRPC, whose C core resolves names itself: its standard
+# proxy setting sends every channel to a port where nothing listens, unless a test's fake serves it.
+os.environ["grpc_proxy"] = "http://127.0.0.1:9"  # noqa: SIM112 - gRPC reads only this spelling

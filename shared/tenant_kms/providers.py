@@ -195,7 +195,6 @@ def _azure_assertion_source(identities: Identities, tenant_id: str | None) -> Ca
 def _gcp_options(settings: Settings) -> dict[str, Any]:
     return {
         "aws_region": settings.region,
-        "endpoint": settings.gcp_kms_endpoint,
         "max_attempts": settings.kms_max_attempts,
         "timeout_seconds": settings.kms_read_timeout_seconds,
     }

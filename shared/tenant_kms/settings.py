@@ -58,7 +58,6 @@ class Settings:
     operator_gcp_key_name: str = ""
     operator_gcp_workload_identity_provider: str = ""
     operator_gcp_service_account: str = ""
-    gcp_kms_endpoint: str = ""
     operator_azure_key_id: str = ""
     operator_azure_tenant_id: str = ""
     operator_azure_client_id: str = ""
@@ -110,7 +109,6 @@ class Settings:
             operator_gcp_key_name=env.get("OPERATOR_GCP_KEY_NAME", "").strip(),
             operator_gcp_workload_identity_provider=env.get("OPERATOR_GCP_WORKLOAD_IDENTITY_PROVIDER", "").strip(),
             operator_gcp_service_account=env.get("OPERATOR_GCP_SERVICE_ACCOUNT", "").strip(),
-            gcp_kms_endpoint=env.get("GCP_KMS_ENDPOINT", "").strip(),
             operator_azure_key_id=env.get("OPERATOR_AZURE_KEY_ID", "").strip(),
             operator_azure_tenant_id=env.get("OPERATOR_AZURE_TENANT_ID", "").strip(),
             operator_azure_client_id=env.get("OPERATOR_AZURE_CLIENT_ID", "").strip(),

@@ -1,7 +1,8 @@
-"""A wire-level fake of Cloud KMS's Encrypt/Decrypt: a real gRPC server on loopback that the
-real ``google-cloud-kms`` client talks to through a channel with call credentials, as in
-production. Every call must carry a bearer token issued by the Google token fake
-(``FakeGoogleIam``) for a principal bound on the key; it checks the CRC32C fields and the AAD
+"""A wire-level fake of Cloud KMS's Encrypt/Decrypt: a real gRPC server on loopback, serving
+TLS as ``cloudkms.googleapis.com``, that the real ``google-cloud-kms`` client reaches as
+deployed (Google's endpoint, TLS verified, call credentials) through ``ConnectProxy``.
+Every call must carry a bearer token the Google token fake (``FakeGoogleIam``) issued and
+has not expired, for a principal bound on the key; it checks the CRC32C fields and the AAD
 the way Cloud KMS does, keeps key versions with states and a primary version that can move
 (Encrypt uses the primary and names it; Decrypt uses the version the ciphertext names, if
 enabled), and can refuse, fail or corrupt on demand."""
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import google_crc32c
 import grpc
@@ -22,9 +24,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.cloud import kms_v1
 
 SERVICE = "google.cloud.kms.v1.KeyManagementService"
+HOST = "cloudkms.googleapis.com"
 # What Cloud KMS answers for a ciphertext or AAD that is not this key's.
 DECRYPTION_FAILED = "Decryption failed: verify that 'name' refers to the correct CryptoKey."
+UNAUTHENTICATED = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+    "or other valid authentication credential."
+)
 _STATUS = {
+    # Google no longer accepts the token it issued us (expired by its clock, revoked).
+    "unauthenticated": (grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED),
     "unavailable": (grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable."),
     "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded."),
     "exhausted": (grpc.StatusCode.RESOURCE_EXHAUSTED, "Quota exceeded for quota metric 'Cryptographic requests'."),
@@ -57,8 +66,9 @@ class CryptoKey:
 
 
 class FakeCloudKms:
-    def __init__(self, principal_of: Callable[[str], str | None]) -> None:
-        """``principal_of``: the principal an access token was issued for (None: not a token we know)."""
+    def __init__(self, principal_of: Callable[[str], str | None], cert_file: Path, key_file: Path) -> None:
+        """``principal_of``: the principal an access token was issued for (None: not a token we
+        know, or expired); ``cert_file``/``key_file``: a certificate for ``HOST``."""
         self.keys: dict[str, CryptoKey] = {}
         self.requests: list[tuple[str, object]] = []
         self._principal_of = principal_of
@@ -79,9 +89,8 @@ class FakeCloudKms:
             ),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        credentials = grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        credentials = grpc.ssl_server_credentials([(Path(key_file).read_bytes(), Path(cert_file).read_bytes())])
         self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
-        self.endpoint = f"127.0.0.1:{self.port}"
         self._server.start()
 
     # ----------------------------------------------------------------- control
@@ -130,11 +139,7 @@ class FakeCloudKms:
         authorization = dict(context.invocation_metadata()).get("authorization", "")
         principal = self._principal_of(authorization[7:]) if authorization.startswith("Bearer ") else None
         if principal is None:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
-                "or other valid authentication credential.",
-            )
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
         return principal
 
     def _key(self, name: str, permission: str, context: grpc.ServicerContext) -> CryptoKey:

@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 AWS_SUBJECT_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+TOKEN_LIFETIME_SECONDS = 3600
 IAM_SCOPE = "https://www.googleapis.com/auth/iam"  # what google-auth asks for before impersonating
 _AUDIENCE = re.compile(
     r"^//iam\.googleapis\.com/projects/(?P<project>\d+)/locations/global/"
@@ -115,7 +117,8 @@ class FakeGoogleIam:
         self.aws_sts_endpoint = aws_sts_endpoint
         self.providers: dict[str, WorkloadProvider] = {}
         self.service_accounts: dict[str, ServiceAccount] = {}
-        self.tokens: dict[str, str] = {}
+        self.tokens: dict[str, tuple[str, float]] = {}  # access token -> (principal, expiry)
+        self.clock = time.time  # Google's clock, which decides when a token it issued expires
         self.exchanges: list[tuple[str, str]] = []  # (audience, assertion.arn) of every accepted exchange
         self.callers: list[tuple[str, str]] = []  # (audience, assertion.arn) of every exchange, refused or not
         self.requests: list[tuple[str, str]] = []  # (host, path) of every request
@@ -154,8 +157,10 @@ class FakeGoogleIam:
         return account
 
     def principal_of(self, token: str) -> str | None:
+        """Whom a token stands for; None: not one we issued, or expired."""
         with self._lock:
-            return self.tokens.get(token)
+            principal, expiry = self.tokens.get(token, (None, 0.0))
+        return principal if self.clock() < expiry else None
 
     def fail_next(self, count: int, host: str, status: int) -> None:
         with self._lock:
@@ -185,7 +190,7 @@ class FakeGoogleIam:
     def _issue(self, principal: str) -> str:
         token = "ya29.fake-" + secrets.token_urlsafe(24)
         with self._lock:
-            self.tokens[token] = principal
+            self.tokens[token] = (principal, self.clock() + TOKEN_LIFETIME_SECONDS)
         return token
 
     def _caller_arn(self, subject_token: str, audience: str) -> tuple[str | None, str]:
@@ -247,7 +252,7 @@ class FakeGoogleIam:
             "access_token": token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
             "token_type": "Bearer",
-            "expires_in": 3600,
+            "expires_in": TOKEN_LIFETIME_SECONDS,
         }
 
     def _impersonate(self, email: str, bearer: str | None, body: dict) -> tuple[int, dict]:
@@ -273,7 +278,7 @@ class FakeGoogleIam:
             )
         if CLOUD_PLATFORM not in body.get("scope", []):
             return error(400, "INVALID_ARGUMENT", "scope is required")
-        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        expires = datetime.datetime.fromtimestamp(self.clock() + TOKEN_LIFETIME_SECONDS, datetime.UTC)
         return 200, {
             "accessToken": self._issue(f"serviceAccount:{email}"),
             "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -19,7 +19,6 @@ customer's revocation would look like an outage forever.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import threading
@@ -360,29 +359,16 @@ def _exchanged_credentials(make: Callable[[], Any]) -> Any:
     return Exchanged()
 
 
-def _is_loopback(endpoint: str) -> bool:
-    host = endpoint.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def kms_client(credentials: Any) -> Any:
+    """The Cloud KMS client: Google's endpoint over TLS, the federated credentials as call credentials.
 
-
-def kms_client(credentials: Any, *, endpoint: str = "") -> Any:
-    """The Cloud KMS client over gRPC with the federated credentials as call credentials.
-
-    ``endpoint`` (``host:port``) empty: Google's. A loopback endpoint (a local stand-in) is
-    reached with gRPC's local credentials, which refuse any peer that is not on this machine.
+    A local stand-in is reached through gRPC's own standard settings (``grpc_proxy``,
+    ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), never through a setting of ours.
     """
-    import grpc
     from google.cloud import kms_v1
     from google.cloud.kms_v1.services.key_management_service.transports import KeyManagementServiceGrpcTransport
 
-    host = endpoint or CLOUD_KMS_ENDPOINT
-    channel = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP) if _is_loopback(host) else None
-    transport = KeyManagementServiceGrpcTransport(host=host, credentials=credentials, ssl_channel_credentials=channel)
+    transport = KeyManagementServiceGrpcTransport(host=CLOUD_KMS_ENDPOINT, credentials=credentials)
     return kms_v1.KeyManagementServiceClient(transport=transport)
 
 
@@ -394,7 +380,6 @@ def _wrapper(
     service_account_email: str | None,
     aws_region: str,
     aws_credentials: Callable[[], Any] | None,
-    endpoint: str,
     max_attempts: int,
     timeout_seconds: float,
     token_max_age: float | None,
@@ -415,7 +400,7 @@ def _wrapper(
     return GcpKmsWrapper(
         provider=provider,
         key_name=key_name,
-        kms_client=kms_client(credentials, endpoint=endpoint),
+        kms_client=kms_client(credentials),
         token=token,
         max_attempts=max_attempts,
         timeout_seconds=timeout_seconds,
@@ -428,7 +413,6 @@ def customer_wrapper(
     *,
     aws_region: str,
     aws_credentials: Callable[[], Any] | None = None,
-    endpoint: str = "",
     max_attempts: int = 4,
     timeout_seconds: float = 5.0,
     token_max_age: float | None = None,
@@ -441,7 +425,6 @@ def customer_wrapper(
         service_account_email=tenant_config.get("service_account_email"),
         aws_region=aws_region,
         aws_credentials=aws_credentials,
-        endpoint=endpoint,
         max_attempts=max_attempts,
         timeout_seconds=timeout_seconds,
         token_max_age=token_max_age,
@@ -455,7 +438,6 @@ def operator_wrapper(
     service_account_email: str | None,
     aws_region: str,
     aws_credentials: Callable[[], Any] | None = None,
-    endpoint: str = "",
     max_attempts: int = 4,
     timeout_seconds: float = 5.0,
 ) -> KeyWrapper:
@@ -466,7 +448,6 @@ def operator_wrapper(
         service_account_email=service_account_email,
         aws_region=aws_region,
         aws_credentials=aws_credentials,
-        endpoint=endpoint,
         max_attempts=max_attempts,
         timeout_seconds=timeout_seconds,
         token_max_age=None,

@@ -2,20 +2,25 @@
 
 Functions build their adapters with the production registry. Azure's and Google's token and
 vault hosts are answered by name over TLS verified against the test certificate (see
-azure_world and gcp_world); Cloud KMS is reached over gRPC with call credentials."""
+azure_world and gcp_world); Cloud KMS is reached as deployed, at Google's endpoint over TLS
+with call credentials, through gRPC's standard proxy and root-certificate settings."""
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 from azure_world import AzureWorld
+from fakes import cloud_kms
 from fakes.azure_hosts import ENTRA_HOST, certificate, resolve_to_loopback
 from fakes.cloud_kms import FakeCloudKms
+from fakes.connect_proxy import ConnectProxy
 from fakes.entra_id import AssertionSigner, FakeEntraId
 from fakes.google_iam import IAM_CREDENTIALS_HOST, STS_HOST, FakeGoogleIam
 from fakes.key_vault import FakeKeyVault
@@ -30,17 +35,24 @@ ISSUER = "https://federation.tenant-kms.example.com"
 
 @pytest.fixture(scope="session")
 def tls():
-    """One test CA certificate for every host the fakes answer by name."""
+    """One test CA certificate for every host the fakes answer by name.
+
+    gRPC reads its default roots once per process, at the first TLS channel: the setting is
+    made here, before any, and left for the session."""
     with tempfile.TemporaryDirectory() as directory:
-        yield certificate(Path(directory), (STS_HOST, IAM_CREDENTIALS_HOST))
+        cert_file, key_file = certificate(Path(directory), (STS_HOST, IAM_CREDENTIALS_HOST, cloud_kms.HOST))
+        os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(cert_file)
+        yield cert_file, key_file
 
 
 @pytest.fixture(scope="session")
 def google_fakes(tls, moto_server):
     cert_file, key_file = tls
     iam = FakeGoogleIam(cert_file, key_file, moto_server)
-    kms = FakeCloudKms(iam.principal_of)
-    yield iam, kms, moto_server
+    kms = FakeCloudKms(iam.principal_of, cert_file, key_file)
+    proxy = ConnectProxy({f"{cloud_kms.HOST}:443": kms.port})
+    yield iam, kms, proxy, moto_server
+    proxy.close()
     kms.stop()
     iam.stop()
 
@@ -48,11 +60,14 @@ def google_fakes(tls, moto_server):
 @pytest.fixture
 def gcp(google_fakes, tls, monkeypatch) -> GcpWorld:
     """Google reached as deployed; each tenant federates as its own session of the key-wrapping role."""
-    iam, kms, moto_server = google_fakes
+    iam, kms, proxy, moto_server = google_fakes
     kms.fail_always(None)
     iam.clear_faults()
+    iam.clock = time.time
     world = GcpWorld(iam, kms, moto_server)
+    world.proxy = proxy
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls[0]))
+    monkeypatch.setenv("grpc_proxy", proxy.url)
     for name, value in world.operator_settings().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)

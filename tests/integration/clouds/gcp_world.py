@@ -1,7 +1,7 @@
 """Cloud KMS and Google's token services as the deployed functions meet them: the production
 registry builds the adapters; the token exchange and impersonation reach
 ``sts.googleapis.com`` and ``iamcredentials.googleapis.com`` by name over verified TLS, and
-Cloud KMS is reached over gRPC with call credentials at the endpoint a local run configures.
+Cloud KMS is reached at Google's endpoint over TLS with call credentials, as deployed.
 Each tenant federates as its own session of the key-wrapping role (KEY_WRAPPING_ROLE_ARN,
 assumed in moto by the production session provider), whose signed GetCallerIdentity the
 STS fake replays against moto."""
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import boto3
 from fakes.cloud_kms import FakeCloudKms
+from fakes.connect_proxy import ConnectProxy
 from fakes.google_iam import FakeGoogleIam, ServiceAccount, WorkloadProvider
 
 AWS_ACCOUNT = "123456789012"
@@ -51,6 +52,7 @@ class GcpCustomer:
 class GcpWorld:
     def __init__(self, iam: FakeGoogleIam, kms: FakeCloudKms, moto_endpoint: str) -> None:
         self.iam, self.kms = iam, kms
+        self.proxy: ConnectProxy | None = None  # how gRPC reaches Cloud KMS's host name
         roles = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_endpoint)
         trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "*"}]}
         with contextlib.suppress(roles.exceptions.EntityAlreadyExistsException):
@@ -89,6 +91,5 @@ class GcpWorld:
         return {
             "OPERATOR_GCP_KEY_NAME": key_name,
             "OPERATOR_GCP_WORKLOAD_IDENTITY_PROVIDER": audience,
-            "GCP_KMS_ENDPOINT": self.kms.endpoint,
             "KEY_WRAPPING_ROLE_ARN": WRAPPING_ROLE,
         }

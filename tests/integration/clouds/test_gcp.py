@@ -84,7 +84,7 @@ def test_the_sdk_alone_reports_a_refused_exchange_as_unavailable(gcp, tenant_id)
         aws_region="us-east-1",
         aws_credentials=tenant_session(tenant_id),
     )
-    client = gcp_kms.kms_client(credentials, endpoint=gcp.kms.endpoint)
+    client = gcp_kms.kms_client(credentials)
     with pytest.raises(gexc.ServiceUnavailable, match="Getting metadata from plugin failed") as raised:
         client.decrypt(request={"name": customer.key_name, "ciphertext": b"x"}, retry=None, timeout=5)
     assert "invalid_target" in str(raised.value)
@@ -94,7 +94,7 @@ def test_cloud_kms_fake_wants_a_token_it_issued_for_a_principal_bound_on_the_key
     customer = gcp.customer(tenant_id)
     other = gcp.customer("someone-else")
     request = {"name": customer.key_name, "plaintext": b"k" * 32}
-    made_up = gcp_kms.kms_client(BearerToken(token="ya29.made-up"), endpoint=gcp.kms.endpoint)
+    made_up = gcp_kms.kms_client(BearerToken(token="ya29.made-up"))
     with pytest.raises(gexc.Unauthenticated):
         made_up.encrypt(request=request, retry=None, timeout=5)
 
@@ -105,7 +105,7 @@ def test_cloud_kms_fake_wants_a_token_it_issued_for_a_principal_bound_on_the_key
         aws_credentials=tenant_session("someone-else"),
     )
     with pytest.raises(gexc.PermissionDenied, match="useToEncrypt"):
-        gcp_kms.kms_client(credentials, endpoint=gcp.kms.endpoint).encrypt(request=request, retry=None, timeout=5)
+        gcp_kms.kms_client(credentials).encrypt(request=request, retry=None, timeout=5)
 
 
 def test_each_tenant_federates_as_its_own_session_and_the_condition_tells_them_apart(gcp):
@@ -323,6 +323,44 @@ def test_a_token_cloud_kms_no_longer_accepts_is_exchanged_again_not_sealed(gcp, 
     gcp.iam.tokens.clear()  # Google forgot every token it issued
     assert "key_b64" in Function("unwrap")(invoke_sample("unwrap", tenant_id))
     assert len(gcp.iam.exchanges) == exchanges + 1
+
+
+def test_a_token_expired_by_googles_clock_is_exchanged_again_on_a_warm_instance(gcp, tenant_id):
+    """Catches: Cloud KMS's UNAUTHENTICATED taken as the customer's refusal (the tenant would
+    seal), or the held token not dropped on it (the retry would present it again: 503)."""
+    onboarded(gcp, tenant_id)
+    unwrap = Function("unwrap")
+    unwrap.service.clock = Clock(time.time())
+    assert "key_b64" in unwrap(invoke_sample("unwrap", tenant_id, version=1))
+    unwrap.service.clock.advance(301)  # the session key is gone; the Google token this instance holds is not
+    exchanges, decrypts = len(gcp.iam.exchanges), len(gcp.kms.calls("Decrypt"))
+    gcp.iam.clock = lambda: time.time() + 3601  # Google's clock is past the token's hour; ours is not
+
+    assert "key_b64" in unwrap(invoke_sample("unwrap", tenant_id, version=1))
+    assert len(gcp.kms.calls("Decrypt")) - decrypts == 2  # refused with the old token, then served
+    assert len(gcp.iam.exchanges) - exchanges == 1
+    assert view(tenant_id)["status"] == "active"
+
+
+def test_tokens_cloud_kms_keeps_refusing_answer_503_after_the_configured_attempts(gcp, tenant_id, attempts):
+    """Every attempt exchanges afresh and Cloud KMS still answers UNAUTHENTICATED: our plumbing.
+
+    Catches: UNAUTHENTICATED sealing the tenant, attempts not bounded by KMS_MAX_ATTEMPTS,
+    or a retry that reuses the refused token (one exchange instead of one per attempt)."""
+    onboarded(gcp, tenant_id)
+    unwrap = Function("unwrap")
+    before = snapshot_tables(TABLES)
+    exchanges, decrypts = gcp.iam.count(STS_HOST), len(gcp.kms.calls("Decrypt"))
+    gcp.kms.fail_always("unauthenticated")
+    try:
+        answer = unwrap(invoke_sample("unwrap", tenant_id))
+    finally:
+        gcp.kms.fail_always(None)
+    assert answer["error"]["code"] == "provider_unavailable" and "key_b64" not in answer, answer
+    assert "Unauthenticated" in answer["error"]["message"]
+    assert len(gcp.kms.calls("Decrypt")) - decrypts == attempts
+    assert gcp.iam.count(STS_HOST) - exchanges == attempts
+    assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
 
 
 # --------------------------------------------------------------------- the kill switch

@@ -8,6 +8,7 @@ import os
 
 import google_crc32c
 import pytest
+from fakes import cloud_kms
 from support import Clock, b64, http_sample, invoke_sample, snapshot_tables, step_up
 from support import read_record as read
 from testenv import TABLES
@@ -48,6 +49,8 @@ def test_configure_provision_unwrap_and_data_round_trip(clouds, tenant_id, provi
         assert request.additional_authenticated_data_crc32c == google_crc32c.value(binding.aad())
     encrypts = [r for r in clouds.cloud_kms.calls("Encrypt") if r.additional_authenticated_data == binding.aad()]
     assert encrypts and all(r.plaintext_crc32c == google_crc32c.value(r.plaintext) for r in encrypts)
+    # Reached as deployed: Google's host name on 443, over TLS verified against the test CA.
+    assert set(clouds.gcp.proxy.tunnels) == {f"{cloud_kms.HOST}:443"}
 
 
 @pytest.mark.parametrize("provider", ["customer_kms_gcp"])
