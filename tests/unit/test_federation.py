@@ -169,3 +169,26 @@ def test_no_adapter_uses_default_credentials_secrets_or_certificates():
         names = {node.id for node in ast.walk(ast.parse(module.read_text())) if isinstance(node, ast.Name)}
         names |= {node.attr for node in ast.walk(ast.parse(module.read_text())) if isinstance(node, ast.Attribute)}
         assert not names & forbidden, module.name
+
+
+@pytest.mark.parametrize(
+    ("last", "error", "refused"),
+    [
+        # Each status Google STS answers a refusal with, not only 400.
+        ((STS, 401), _oauth("unauthorized_client", "The caller is not allowed by the provider."), True),
+        ((STS, 403), _oauth("access_denied", "The pool is disabled."), True),
+        ((STS, 404), _oauth("invalid_target", "The provider was not found."), True),
+        # Throttled or failing: a fault whatever the body says.
+        ((STS, 429), _oauth("invalid_grant", "Quota exceeded."), False),
+        ((STS, 500), _oauth("invalid_target", "Internal error."), False),
+        # Bodies that say nothing usable are no refusal, and never an error of their own.
+        ((STS, 400), OAuthError("Error code invalid_grant"), False),
+        ((STS, 400), OAuthError("Error code invalid_grant", json.dumps(["invalid_grant"])), False),
+        ((IAM, 403), RefreshError("Unable to acquire impersonated credentials", json.dumps({"error": "denied"})), True),
+    ],
+)
+def test_gcp_token_refusals_by_status_and_body_shape(last, error, refused):
+    """Catches a refusal status list missing 401/403/404, the throttled/5xx rule losing to a
+    refusal-looking body, and a body without a second argument, a JSON array, or an error that
+    is a string raising instead of answering."""
+    assert bool(_token_refusal(last, error)) is refused

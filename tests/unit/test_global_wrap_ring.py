@@ -94,3 +94,25 @@ def test_master_key_b64_takes_one_key_or_a_comma_separated_ring():
         with pytest.raises(ConfigurationError, match=message) as error:
             Settings.from_env({**env, "MASTER_KEY_B64": bad})
         assert b64(K2) not in str(error.value)
+
+
+def test_repr_says_which_key_is_current_and_works_before_the_ring_is_loaded():
+    """Catches a repr that drops the current key id, or that fails on a wrapper whose source
+    was not asked yet (a log line of a cold instance would raise)."""
+    wrapper = GlobalKeyWrapper(master_keys=lambda _force: [K2, K1])
+    assert repr(wrapper) == "GlobalKeyWrapper(current=None, ring=())"
+    wrapper.wrap(secrets.token_bytes(32), CONTEXT)
+    assert repr(wrapper) == (
+        f"GlobalKeyWrapper(current={master_key_id(K2)!r}, ring={(master_key_id(K2), master_key_id(K1))!r})"
+    )
+
+
+def test_a_key_the_ring_holds_unwraps_without_asking_the_source_past_its_cache():
+    """Catches an unwrap that looks the key id up wrongly and only finds it through the forced
+    reload: every unwrap would then read the secret past its cache."""
+    source = Source([K2, K1])
+    wrapper = GlobalKeyWrapper(master_keys=source)
+    for key in (K1, K2):
+        wrapped = GlobalKeyWrapper(master_key=key).wrap(tmk := secrets.token_bytes(32), CONTEXT)
+        assert wrapper.unwrap(wrapped, CONTEXT) == tmk
+    assert source.forced == 0

@@ -30,7 +30,7 @@ def test_round_trip():
 )
 def test_moved_or_wrong_key_fails(tenant, name, version, key):
     blob = seal_record(TMK, "acme", "db-password", 2, b"hunter2")
-    with pytest.raises(RecordIntegrityError):
+    with pytest.raises(RecordIntegrityError, match="failed authentication"):
         open_record(key, tenant, name, version, blob)
 
 
