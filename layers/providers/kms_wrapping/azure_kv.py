@@ -56,6 +56,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
+from kms_wrapping import deadline
 from kms_wrapping.base import (
     TMK_BYTES,
     KeyAccessRefused,
@@ -402,13 +403,46 @@ def federated_credential(
     return EntraCredential(make, max_age=token_max_age)
 
 
+def _attempt_budget(request: Any) -> None:
+    """Before every attempt (vault and Entra ID alike): none starts past the request's deadline,
+    and none connects or reads longer than what is left of it."""
+    if deadline.current() is None:
+        return
+    options = request.context.options
+    config = getattr(request.context.transport, "connection_config", None)
+    for name, default in (("connection_timeout", "timeout"), ("read_timeout", "read_timeout")):
+        configured = options.get(name) or getattr(config, default, None) or 60
+        options[name] = deadline.grant(configured, f"Azure {request.http_request.method}")
+
+
+def _retry_budget(response: Any) -> None:
+    """After every answer: a throttled or failed one is not retried when the wait it asks for
+    (Retry-After) would leave nothing of the request's budget."""
+    answer = response.http_response
+    if deadline.current() is None or not (answer.status_code == 429 or answer.status_code >= 500):
+        return
+    headers = answer.headers
+    wait = 0.0
+    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            wait = float(headers.get(name)) * scale
+            break
+        except (TypeError, ValueError):
+            continue
+    if not deadline.left_after(wait):
+        raise deadline.DeadlineExceeded(f"Azure answered HTTP {answer.status_code}; no time left for another attempt")
+
+
 def client_options(*, max_attempts: int, connect_timeout: int, read_timeout: int) -> dict[str, Any]:
-    """Pipeline settings for both the vault and Entra ID: ``max_attempts`` counts the first try."""
+    """Pipeline settings for both the vault and Entra ID: ``max_attempts`` counts the first try.
+    The hooks run on every attempt and keep each one within the request's deadline."""
     return {
         "retry_total": max(0, max_attempts - 1),
         "retry_backoff_factor": 0.2,
         "connection_timeout": connect_timeout,
         "read_timeout": read_timeout,
+        "raw_request_hook": _attempt_budget,
+        "raw_response_hook": _retry_budget,
     }
 
 

@@ -15,6 +15,10 @@ this tenant and no other.
 The token exchange runs here, before the call, not inside gRPC's metadata plugin: there a
 refused exchange becomes UNAVAILABLE "Getting metadata from plugin failed" and the
 customer's revocation would look like an outage forever.
+
+Retries are ours (the SDK's own are off), so one request deadline bounds them all: every
+attempt's gRPC deadline and token request timeout is at most what is left of it, and no
+backoff starts that would outlast it (``kms_wrapping.deadline``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import google_crc32c
 from google.api_core import exceptions as gexc
 
+from kms_wrapping import deadline
 from kms_wrapping.base import (
     KeyAccessRefused,
     KeyWrapper,
@@ -75,6 +80,13 @@ def crc32c(data: bytes) -> int:
 
 def backoff(attempt: int) -> float:
     return min(2.0, 0.05 * 2 ** (attempt - 1))
+
+
+def _pause(seconds: float, fault: str, sleep: Callable[[float], None]) -> None:
+    """Back off before the next attempt, unless the request's budget would be spent by then."""
+    if not deadline.left_after(seconds):
+        raise deadline.DeadlineExceeded(f"{fault}; no time left in the request's budget for another attempt")
+    sleep(seconds)
 
 
 def _is_checksum_complaint(exc: gexc.GoogleAPICallError) -> bool:
@@ -150,7 +162,7 @@ class FederatedToken:
                 return
             fault = "no answer"
             for attempt in range(1, self._max_attempts + 1):
-                request = _TokenRequest(self._timeout)
+                request = _TokenRequest(deadline.grant(self._timeout, "Google token exchange"))
                 try:
                     self.credentials.refresh(request)
                     self._cap_lifetime()
@@ -164,7 +176,7 @@ class FederatedToken:
                     status = f"HTTP {request.last[1]}" if request.last else type(exc).__name__
                     fault = f"{type(exc).__name__} ({status}): {str(exc)[:200]}"
                 if attempt < self._max_attempts:
-                    self._sleep(backoff(attempt))
+                    _pause(backoff(attempt), f"Google token exchange: {fault}", self._sleep)
             raise ProviderUnavailable(f"Google token exchange failed after {self._max_attempts} attempts: {fault}")
 
     def invalidate(self) -> None:
@@ -215,7 +227,8 @@ class GcpKmsWrapper(KeyWrapper):
             try:
                 if self._token is not None:
                     self._token.ensure()
-                return attempt()
+                # The gRPC deadline of this attempt: never past the request's own.
+                return attempt(deadline.grant(self._timeout, action))
             except IntegrityMismatch:
                 fault = "checksums did not verify"
             except gexc.InvalidArgument as exc:
@@ -234,13 +247,13 @@ class GcpKmsWrapper(KeyWrapper):
             except gexc.GoogleAPICallError as exc:
                 raise ProviderUnavailable(f"{action} failed: {type(exc).__name__}") from None
             if number < self._max_attempts:
-                self._sleep(backoff(number))
+                _pause(backoff(number), f"{action}: {fault}", self._sleep)
         raise ProviderUnavailable(f"{action} failed after {self._max_attempts} attempts: {fault}")
 
     def _wrap(self, plaintext: bytes, context: WrapContext) -> WrappedKey:
         aad = context.aad()
 
-        def attempt() -> WrappedKey:
+        def attempt(timeout: float) -> WrappedKey:
             answer = self._kms.encrypt(
                 request={
                     "name": self._key_name,
@@ -250,7 +263,7 @@ class GcpKmsWrapper(KeyWrapper):
                     "additional_authenticated_data_crc32c": crc32c(aad),
                 },
                 retry=None,
-                timeout=self._timeout,
+                timeout=timeout,
             )
             if not answer.verified_plaintext_crc32c or not answer.verified_additional_authenticated_data_crc32c:
                 raise IntegrityMismatch()
@@ -267,7 +280,7 @@ class GcpKmsWrapper(KeyWrapper):
             raise KeyAccessRefused(f"wrapped under {wrapped.key_id}, not a version of {self._key_name}")
         aad = context.aad()
 
-        def attempt() -> bytes:
+        def attempt(timeout: float) -> bytes:
             answer = self._kms.decrypt(
                 request={
                     "name": self._key_name,
@@ -277,7 +290,7 @@ class GcpKmsWrapper(KeyWrapper):
                     "additional_authenticated_data_crc32c": crc32c(aad),
                 },
                 retry=None,
-                timeout=self._timeout,
+                timeout=timeout,
             )
             if answer.plaintext_crc32c != crc32c(answer.plaintext):
                 raise IntegrityMismatch()
