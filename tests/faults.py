@@ -19,8 +19,8 @@ class FaultProxy:
     def __init__(self, target: str) -> None:
         self.target = urlsplit(target)
         self.calls: collections.Counter[str] = collections.Counter()
-        self._faults: list[str] = []
-        self._persistent: str | None = None
+        self._faults: list[str | tuple[int, dict]] = []
+        self._persistent: str | tuple[int, dict] | None = None
         self._lock = threading.Lock()
         self.delay_seconds = 3.0
         self._held_actions: set[str] = set()
@@ -83,9 +83,12 @@ class FaultProxy:
             self._release.wait(60)
 
     def handle(self, handler, action: str, body: bytes) -> None:
-        """Answer one request: a fault, or the service's own answer."""
+        """Answer one request: a fault, or the service's own answer. A fault given as
+        ``(status, payload)`` is answered as it is: an error exactly as the service sends it."""
         fault = self._take(action)
-        if fault == "throttle":
+        if isinstance(fault, tuple):
+            handler._answer(*fault)
+        elif fault == "throttle":
             handler._answer(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
         elif fault == "5xx":
             handler._answer(500, {"__type": "KMSInternalException", "message": "internal error"})
@@ -94,18 +97,18 @@ class FaultProxy:
                 time.sleep(self.delay_seconds)
             handler._forward(body)
 
-    def _take(self, action: str) -> str | None:
+    def _take(self, action: str) -> str | tuple[int, dict] | None:
         with self._lock:
             self.calls[action] += 1
             if self._faults:
                 return self._faults.pop(0)
             return self._persistent
 
-    def fail_next(self, count: int, kind: str = "throttle") -> None:
+    def fail_next(self, count: int, kind: str | tuple[int, dict] = "throttle") -> None:
         with self._lock:
             self._faults.extend([kind] * count)
 
-    def fail_always(self, kind: str | None) -> None:
+    def fail_always(self, kind: str | tuple[int, dict] | None) -> None:
         with self._lock:
             self._persistent = kind
 

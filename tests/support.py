@@ -169,6 +169,21 @@ def structured_logs() -> Iterator[io.StringIO]:
         service_logger.removeHandler(handler)
 
 
+def emf_metrics(output: str) -> dict[str, list[float]]:
+    """Every metric in the EMF lines a run printed (namespace TenantKMS), by name."""
+    found: dict[str, list[float]] = {}
+    for line in output.splitlines():
+        if not (line.startswith("{") and '"_aws"' in line):
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "TenantKMS", directive
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                found.setdefault(metric["Name"], []).extend(value if isinstance(value, list) else [value])
+    return found
+
+
 def encodings(secret: bytes) -> list[str]:
     """The ways a key could show up in text: hex, base64 (padded or not), URL-safe base64, and
     its bytes repr (a formatted ``{key!r}``), as printed and as a JSON log line escapes it."""
