@@ -251,3 +251,97 @@ def yaml_template() -> dict:
     from local_tables import load_template
 
     return load_template()
+
+
+PSEUDO = {
+    "AWS::NoValue": None,
+    "AWS::Partition": "aws",
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Region": "us-east-1",
+    "AWS::StackName": STACK,
+}
+
+
+def deployed(value, parameters: dict, conditions: dict):
+    """A template value as CloudFormation resolves it with ``parameters`` (a CommaDelimitedList
+    as a list of strings)."""
+    if isinstance(value, list):
+        return [deployed(item, parameters, conditions) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1 or not next(iter(value)).startswith(("Fn::", "Ref")):
+        return {key: deployed(item, parameters, conditions) for key, item in value.items()}
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return {**PSEUDO, **parameters}[argument]
+    if function == "Fn::Join":
+        return argument[0].join(deployed(argument[1], parameters, conditions))
+    if function == "Fn::Split":
+        return deployed(argument[1], parameters, conditions).split(argument[0])
+    if function == "Fn::Sub":
+        text, names = (argument, {}) if isinstance(argument, str) else argument
+        for name, replacement in {
+            **PSEUDO,
+            **{n: deployed(v, parameters, conditions) for n, v in names.items()},
+        }.items():
+            text = text.replace("${" + name + "}", replacement or "")
+        return text
+    if function == "Fn::If":
+        return deployed(argument[1] if conditions[argument[0]] else argument[2], parameters, conditions)
+    if function == "Fn::Not":
+        return not deployed(argument[0], parameters, conditions)
+    if function == "Fn::Equals":
+        left, right = deployed(argument, parameters, conditions)
+        return left == right
+    raise AssertionError(f"unexpected template function {function}")
+
+
+def customer_roles_allowed(resources: dict, account_ids: list[str]) -> tuple[list[str], list[str]]:
+    """The key-wrapping role's AssumeRole Allow and Deny resources, deployed with CustomerAccountIds."""
+    template = yaml_template()
+    parameters = {
+        name: str(p.get("Default", "")).split(",") if p["Type"] == "CommaDelimitedList" else str(p.get("Default", ""))
+        for name, p in template["Parameters"].items()
+    }
+    parameters["CustomerAccountIds"] = account_ids
+    conditions = {name: deployed(c, parameters, {}) for name, c in template["Conditions"].items()}
+    allowed, denied = [], []
+    for statement in resources["KeyWrappingRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+        statement = deployed(statement, parameters, conditions)
+        if statement and "sts:AssumeRole" in as_list(statement["Action"]):
+            (allowed if statement["Effect"] == "Allow" else denied).extend(as_list(statement["Resource"]))
+    return allowed, denied
+
+
+def may_assume(allowed: list[str], denied: list[str], role_arn: str) -> bool:
+    return any(covers(p, role_arn) for p in allowed) and not any(covers(p, role_arn) for p in denied)
+
+
+def test_customer_account_ids_limit_the_roles_the_key_wrapping_role_may_assume(resources):
+    """Catches the template ignoring CustomerAccountIds (any account's role assumable when the
+    operator named some) or losing the deny on the deployment's own account."""
+    allowed, denied = customer_roles_allowed(resources, ["111122223333", "444455556666"])
+    assert may_assume(allowed, denied, "arn:aws:iam::111122223333:role/tenant-kms")
+    assert may_assume(allowed, denied, "arn:aws:iam::444455556666:role/path/tenant-kms")
+    assert not may_assume(allowed, denied, "arn:aws:iam::999988887777:role/tenant-kms")
+    assert not may_assume(allowed, denied, f"arn:aws:iam::{ACCOUNT}:role/Admin")
+
+    # Empty: any account's role, never the deployment's own
+    allowed, denied = customer_roles_allowed(resources, [""])
+    assert may_assume(allowed, denied, "arn:aws:iam::999988887777:role/tenant-kms")
+    assert not may_assume(allowed, denied, f"arn:aws:iam::{ACCOUNT}:role/Admin")
+
+    # Naming the deployment's own account does not open it
+    allowed, denied = customer_roles_allowed(resources, [ACCOUNT])
+    assert not may_assume(allowed, denied, f"arn:aws:iam::{ACCOUNT}:role/Admin")
+
+
+def test_the_key_tables_survive_the_stack(resources):
+    """Catches a key table that CloudFormation would delete (or replace) with the stack: the
+    wrapped keys and records are the tenants' data. Idempotency answers are not kept."""
+    for table in ("TenantConfigTable", "KeyVersionTable", "TenantDataTable"):
+        resource = resources[table]
+        assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == ("Retain", "Retain"), table
+        assert resource["Properties"]["DeletionProtectionEnabled"] is True, table
+        assert resource["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert resources["IdempotencyTable"].get("DeletionPolicy") in (None, "Delete")
