@@ -6,9 +6,11 @@ as the channel would."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
-from fakes.cloud_kms import FakeCloudKms
+from fakes.cloud_kms import HOST, FakeCloudKms
 from google.cloud import kms_v1
 from google.cloud.kms_v1.services.key_management_service.transports import KeyManagementServiceGrpcTransport
 from support import Clock
@@ -87,18 +89,22 @@ class SlowCalls(grpc.UnaryUnaryClientInterceptor):
 
 
 @pytest.fixture(scope="module")
-def cloud_kms():
-    kms = FakeCloudKms(lambda token: PRINCIPAL if token == TOKEN else None)
+def cloud_kms(tls):
+    kms = FakeCloudKms(lambda token: PRINCIPAL if token == TOKEN else None, *tls)
     kms.create_key(KEY, PRINCIPAL)
-    yield kms
+    yield kms, Path(tls[0]).read_bytes()
     kms.stop()
 
 
-def wrapper_over(kms: FakeCloudKms, slow: SlowCalls, *, attempts: int, timeout: float) -> gcp_kms.GcpKmsWrapper:
+def wrapper_over(cloud_kms, slow: SlowCalls, *, attempts: int, timeout: float) -> gcp_kms.GcpKmsWrapper:
+    kms, root_certificate = cloud_kms
     credentials = grpc.composite_channel_credentials(
-        grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP), grpc.access_token_call_credentials(TOKEN)
+        grpc.ssl_channel_credentials(root_certificates=root_certificate), grpc.access_token_call_credentials(TOKEN)
     )
-    channel = grpc.intercept_channel(grpc.secure_channel(kms.endpoint, credentials), slow)
+    # Straight to the fake on loopback (no proxy), verified as Google's host name.
+    override = [("grpc.ssl_target_name_override", HOST), ("grpc.enable_http_proxy", 0)]
+    secure = grpc.secure_channel(f"127.0.0.1:{kms.port}", credentials, options=override)
+    channel = grpc.intercept_channel(secure, slow)
     client = kms_v1.KeyManagementServiceClient(transport=KeyManagementServiceGrpcTransport(channel=channel))
     return gcp_kms.GcpKmsWrapper(
         provider="customer_kms_gcp",
@@ -123,11 +129,13 @@ def test_cloud_kms_attempts_never_outlast_the_request(cloud_kms, seconds, attemp
     slow = SlowCalls(clock, seconds)
     wrapper = wrapper_over(cloud_kms, slow, attempts=attempts, timeout=timeout)
     deadline = Deadline(at=clock() + BUDGET, clock=clock)
+    served = len(cloud_kms[0].calls("Encrypt"))
 
     with running_until(deadline), pytest.raises(ProviderUnavailable):
         wrapper.probe("acme")
         wrapper.current_key_id("acme")
 
+    assert len(cloud_kms[0].calls("Encrypt")) > served  # the fake answered, slowly
     assert slow.calls
     for method, at, granted in slow.calls:
         assert at < deadline.at and granted is not None and 0 < granted <= min(timeout, deadline.at - at), (
