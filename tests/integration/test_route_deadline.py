@@ -54,3 +54,29 @@ def test_a_configure_on_slow_tables_answers_by_its_deadline(tenant_id, monkeypat
 
     else:
         assert seconds == 40  # cut before anything was sent that writes
+
+
+# A provision reads the config and writes the new version in one transaction: at 13 s each
+# the transaction's answer comes too late (DynamoDB applied it), at 30 s the read is cut.
+@pytest.mark.parametrize(("seconds", "status"), [(5, 201), (13, 503), (30, 503)])
+def test_a_provision_on_slow_tables_answers_by_its_deadline(tenant_id, monkeypatch, seconds, status):
+    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    clock = Clock(time.time())
+    provision = slow_function("provision", clock)
+    before = snapshot_tables(TENANT_TABLES)
+    wire = SlowWire(clock, seconds).install(monkeypatch)
+    start = clock()
+
+    response = provision(http_sample("provision_post", tenant_id), timeout_ms=900_000)
+    wire.on = False
+
+    wire.assert_kept_to(start + DEADLINE)
+    assert response["statusCode"] == status, response
+    versions = Function("provision").http(http_sample("provision_list", tenant_id))[1]["versions"]
+    if snapshot_tables(TENANT_TABLES) == before:
+        assert status == 503 and seconds == 30
+        assert [v["status"] for v in versions] == ["active"]
+        return
+    # Whole or not at all: version 2 active, version 1 retired, the config pointing at 2.
+    assert sorted((v["version"], v["status"]) for v in versions) == [(1, "retired"), (2, "active")], versions
+    assert Function("configure").http(http_sample("configure_get", tenant_id))[1]["active_version"] == 2

@@ -23,6 +23,8 @@ KEY = base64.b64encode(b"k" * 32).decode()
         ({"MASTER_KEY_B64": KEY, "SESSION_TTL_SECONDS": "soon"}, "SESSION_TTL_SECONDS"),
         ({"MASTER_KEY_B64": KEY, "KEY_WRAPPING_ROLE_ARN": "arn:aws:iam::1:user/x"}, "KEY_WRAPPING_ROLE_ARN"),
         ({"MASTER_KEY_B64": KEY, "FEDERATION_ISSUER_URL": "http://kms.example.com"}, "FEDERATION_ISSUER_URL"),
+        # API Gateway cuts at 30 s: a route's deadline must leave it time to carry the answer.
+        ({"MASTER_KEY_B64": KEY, "ADMIN_ROUTE_DEADLINE_SECONDS": "30"}, "ADMIN_ROUTE_DEADLINE_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_setting(env, named):
