@@ -5,7 +5,10 @@ service (sealed, or unavailable and never sealed)."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import boto3
+from faults import FaultProxy
 from moto.core.authorization import disable_iam_authentication
 from support import Clock, Function, emf_metrics, http_sample, invoke_sample, snapshot_tables, step_up
 from testenv import TABLES
@@ -168,3 +171,99 @@ def test_each_kms_answer_over_the_wire_seals_or_is_unavailable(tenant_id, custom
     outcomes = [outcome for _, outcome in ANSWERS.values()]
     assert sum(emitted["TenantsSealed"]) == outcomes.count("sealed")
     assert sum(emitted["ProviderUnavailable"]) == outcomes.count("provider_unavailable")
+
+
+class StsFaultProxy(FaultProxy):
+    """STS on the wire (awsQuery, XML errors) in front of moto: a fault answers only the
+    AssumeRole calls into one role (the customer's); every other call reaches moto."""
+
+    def __init__(self, target: str, role_arn: str) -> None:
+        super().__init__(target)
+        self.role = f"RoleArn={quote(role_arn, safe='')}".encode()
+
+    def handle(self, handler, action: str, body: bytes) -> None:
+        if b"Action=AssumeRole" not in body or self.role not in body:
+            handler._forward(body)
+            return
+        fault = self._take("AssumeRole")
+        if fault is None:
+            handler._forward(body)
+            return
+        status, xml = fault
+        data = xml.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/xml")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def sts_error(status: int, kind: str, code: str, message: str) -> tuple[int, str]:
+    """An STS error response (awsQuery) as the service sends it."""
+    return status, (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        f"<Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
+    )
+
+
+WRAPPING_SESSION = "arn:aws:sts::123456789012:assumed-role/tkms-key-wrapping/acme"
+# What STS answers to AssumeRole into the customer's role -> what the tenant sees.
+STS_ANSWERS = {
+    "customer trust refuses": (
+        sts_error(
+            403,
+            "Sender",
+            "AccessDenied",
+            f"User: {WRAPPING_SESSION} is not authorized to perform: sts:AssumeRole on resource: "
+            "arn:aws:iam::123456789012:role/customer",
+        ),
+        "sealed",
+    ),
+    "STS throttles": (sts_error(400, "Sender", "Throttling", "Rate exceeded"), "provider_unavailable"),
+    "STS fails": (sts_error(500, "Receiver", "InternalFailure", "An internal error occurred."), "provider_unavailable"),
+    "our session expired": (
+        sts_error(400, "Sender", "ExpiredToken", "The security token included in the request is expired"),
+        "provider_unavailable",
+    ),
+    "our token unknown": (
+        sts_error(403, "Sender", "InvalidClientTokenId", "The security token included in the request is invalid."),
+        "provider_unavailable",
+    ),
+}
+STS_RETRIED = {"STS throttles", "STS fails"}
+
+
+def test_each_sts_answer_to_assuming_the_customer_role_seals_or_is_unavailable(
+    tenant_id, customer, moto_server, monkeypatch
+):
+    """Catches an AssumeRole answer into the customer's role classified the wrong way once
+    botocore has parsed STS's XML error: only the customer's trust refusing us may seal;
+    throttling, STS failures and our own expired or unknown credentials answer 503, retried
+    up to KMS_MAX_ATTEMPTS where botocore retries them."""
+    monkeypatch.setenv("KMS_MAX_ATTEMPTS", "2")
+    assert configure(tenant_id, "customer_kms_aws", customer.config())[0] == 200
+    proxy = StsFaultProxy(moto_server, customer.role_arn)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", proxy.endpoint)
+    verify = Function("verify")
+    seen = {}
+    try:
+        for case, (answer, _) in STS_ANSWERS.items():
+            proxy.reset()
+            proxy.fail_always(answer)
+            try:
+                got = Function("unwrap")(invoke_sample("unwrap", tenant_id))  # a new instance: no credentials yet
+            finally:
+                proxy.fail_always(None)
+            status = view(tenant_id)
+            seen[case] = (got.get("error", {}).get("code"), proxy.calls["AssumeRole"], status["status"])
+            if status["status"] == "sealed":
+                assert verify.http(step_up(http_sample("verify_unseal", tenant_id)))[0] == 200
+    finally:
+        proxy.close()
+
+    expected = {
+        case: (outcome, 2 if case in STS_RETRIED else 1, "sealed" if outcome == "sealed" else "active")
+        for case, (_, outcome) in STS_ANSWERS.items()
+    }
+    assert seen == expected
