@@ -41,6 +41,8 @@ class MasterKeySecret:
 
                 # One provider per stage: Powertools caches a secret by name alone, whatever VersionStage asked for.
                 self._stages[stage] = SecretsProvider()
+                # A read made for a request keeps to its deadline, like every provider call.
+                bounded_by_deadline(self._stages[stage].client)
             provider = self._stages[stage]
         value = provider.get(self._secret_id, max_age=self._max_age, force_fetch=force, VersionStage=stage)
         return value.decode() if isinstance(value, bytes) else str(value)

@@ -6,13 +6,21 @@ its seconds on that clock) stands between botocore and DynamoDB Local."""
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import time
 
+import boto3
 import pytest
 from faults import SlowWire
 from support import Clock, Function, http_sample, snapshot_tables
 from testenv import TENANT_TABLES
+
+from kms_wrapping import ProviderUnavailable, WrapContext
+from kms_wrapping.deadline import Deadline, running_until
+from tenant_kms.providers import build_registry
+from tenant_kms.settings import Settings
 
 DEADLINE = 25  # AdminRouteDeadlineSeconds' default
 
@@ -80,3 +88,22 @@ def test_a_provision_on_slow_tables_answers_by_its_deadline(tenant_id, monkeypat
     # Whole or not at all: version 2 active, version 1 retired, the config pointing at 2.
     assert sorted((v["version"], v["status"]) for v in versions) == [(1, "retired"), (2, "active")], versions
     assert Function("configure").http(http_sample("configure_get", tenant_id))[1]["active_version"] == 2
+
+
+def test_reading_the_master_key_secret_keeps_to_the_deadline(tenant_id, moto_server, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server)
+    secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    arn = boto3.client("secretsmanager").create_secret(Name=f"mk-{tenant_id}", SecretString=secret)["ARN"]
+    tables = {"CONFIG_TABLE": "c", "KEY_VERSION_TABLE": "k", "TENANT_DATA_TABLE": "d"}
+    wrapper = build_registry(Settings.from_env({**tables, "MASTER_KEY_SECRET_ID": arn})).wrapper_for(
+        "global", {}, tenant_id
+    )
+    clock = Clock()
+    wire = SlowWire(clock, 100, frozenset({"GetSecretValue"})).install(monkeypatch)
+    start = clock()
+
+    with running_until(Deadline(at=start + DEADLINE, clock=clock)), pytest.raises(ProviderUnavailable):
+        wrapper.wrap(secrets.token_bytes(32), WrapContext(tenant_id, 1))
+
+    assert [action for action, *_ in wire.sent] == ["GetSecretValue"]
+    wire.assert_kept_to(start + DEADLINE)
