@@ -5,14 +5,17 @@ builds it, against DynamoDB Local: what each step leaves in the tables, field by
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import boto3
 import pytest
-from support import Clock, snapshot_tables
+from support import Clock, snapshot_tables, structured_logs
 from testenv import MASTER_KEY, TABLES
 
-from kms_wrapping.global_wrap import master_key_id
+from kms_wrapping import ProviderRegistry
+from kms_wrapping import ProviderUnavailable as SecretUnavailable
+from kms_wrapping.global_wrap import GlobalKeyWrapper, master_key_id
 from tenant_kms.errors import Conflict, NotFound, ProviderUnavailable, Sealed, VerificationFailed
 from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
@@ -27,6 +30,22 @@ def service(clock: Clock, *master_keys: bytes) -> TenantKms:
     if master_keys:
         env["MASTER_KEY_B64"] = ",".join(base64.b64encode(key).decode() for key in master_keys)
     return TenantKms(Settings.from_env(env), clock=clock)
+
+
+def unreachable_secret(clock: Clock, message: str = "the master key secret could not be read") -> TenantKms:
+    """An instance whose global wrap cannot read its master key secret (an outage, not a refusal)."""
+
+    def no_answer(_force: bool):
+        raise SecretUnavailable(message)
+
+    registry = ProviderRegistry()
+    registry.register("global", lambda _config, _tenant_id: GlobalKeyWrapper(master_keys=no_answer))
+    return TenantKms(Settings.from_env(), registry=registry, clock=clock)
+
+
+def audit_entries(logs: str, action: str) -> list[dict]:
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    return [line["audit"] for line in lines if line.get("audit", {}).get("action") == action]
 
 
 def config_row(tenant_id: str) -> dict:
@@ -161,18 +180,41 @@ def test_a_master_key_dropped_from_the_ring_seals_on_open_and_only_the_ring_that
 
 def test_an_unreachable_master_key_source_is_unavailable_and_never_seals(tenant_id, clock):
     """Catches a provider fault taken for a refusal: the tenant must stay active."""
+    service(clock).configure(tenant_id, "global", {}, actor="alice")
+    before = snapshot_tables(TABLES)
+    with pytest.raises(ProviderUnavailable):
+        unreachable_secret(clock).unwrap(tenant_id, None, actor="app")
+    assert snapshot_tables(TABLES) == before
+
+
+def test_a_verify_the_provider_does_not_answer_records_its_error_and_keeps_the_keys(tenant_id, clock):
+    """Catches a failed verify answered or recorded as a success, its error lost or cut
+    elsewhere than 500 characters, the last success time or the keys changed, and audit
+    entries that do not name the operation, actor, tenant, provider and outcome."""
     kms = service(clock)
     kms.configure(tenant_id, "global", {}, actor="alice")
-    before = snapshot_tables(TABLES)
-    broken = service(clock)
-
-    def no_answer(_force: bool):
-        raise ProviderUnavailable("secret store did not answer")
-
-    broken.registry.wrapper_for("global", {}, tenant_id)._source = no_answer
-    with pytest.raises(ProviderUnavailable):
-        broken.unwrap(tenant_id, None, actor="app")
-    assert snapshot_tables(TABLES) == before
+    verified_at = iso(clock.now)
+    clock.advance(30)
+    versions = version_rows(tenant_id)
+    with structured_logs() as logs:
+        answer = unreachable_secret(clock, "x" * 600).verify(tenant_id, actor="bob")
+        kms.verify(tenant_id, actor="carol")
+    error = f"global: {'x' * 600}"[:500]
+    assert answer == {"ok": False, "last_verified_at": verified_at, "last_verify_error": error}
+    failed, passed = audit_entries(logs.getvalue(), "verify")
+    assert failed == {
+        "action": "verify",
+        "actor": "bob",
+        "tenant_id": tenant_id,
+        "version": None,
+        "provider": "global",
+        "outcome": "verification_failed",
+    }
+    assert passed == {**failed, "actor": "carol", "outcome": "success"}
+    # The success after it cleared the error and recorded its own time; nothing else moved.
+    config = config_row(tenant_id)
+    assert config["last_verified_at"] == {"S": iso(clock.now)} and "last_verify_error" not in config
+    assert config["revision"] == {"N": "1"} and version_rows(tenant_id) == versions
 
 
 def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock):
