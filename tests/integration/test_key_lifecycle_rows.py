@@ -237,3 +237,25 @@ def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock)
         kms.unwrap(tenant_id, 1, actor="app")
     with pytest.raises(NotFound):
         kms.destroy_version(tenant_id, 7, actor="alice")
+
+
+def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock):
+    """Catches an erase that leaves a config or version row behind, or whose audit entry does
+    not name the operation, the actor and the tenant."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    kms.provision(tenant_id, actor="alice")
+    with structured_logs() as logs:
+        kms.erase(tenant_id, actor="dpo")
+    assert config_row(tenant_id) == {} and version_rows(tenant_id) == {}
+    (entry,) = audit_entries(logs.getvalue(), "erase")
+    assert entry == {
+        "action": "erase",
+        "actor": "dpo",
+        "tenant_id": tenant_id,
+        "version": None,
+        "provider": None,
+        "outcome": "success",
+    }
+    with pytest.raises(NotFound):
+        kms.unwrap(tenant_id, None, actor="app")
