@@ -17,6 +17,7 @@ from kms_wrapping import ProviderRegistry
 from kms_wrapping import ProviderUnavailable as SecretUnavailable
 from kms_wrapping.global_wrap import GlobalKeyWrapper, master_key_id
 from tenant_kms.errors import Conflict, NotFound, ProviderUnavailable, Sealed, VerificationFailed
+from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
 from tenant_kms.unsealing import Unsealing
@@ -259,3 +260,41 @@ def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock
     }
     with pytest.raises(NotFound):
         kms.unwrap(tenant_id, None, actor="app")
+
+
+def record_rows(tenant_id: str) -> dict[str, dict]:
+    answer = boto3.client("dynamodb").query(
+        TableName=TABLES["TenantDataTable"],
+        KeyConditionExpression="tenant_id = :t",
+        ExpressionAttributeValues={":t": {"S": tenant_id}},
+        ConsistentRead=True,
+    )
+    return {item["name"]["S"]: item for item in answer["Items"]}
+
+
+def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, clock):
+    """Catches a delete that leaves the record, removes another one, does not count it off its
+    own version (destroy would wait for it forever), or answers otherwise; and a delete of a
+    record that is not there that is not 404 or changes a row."""
+    kms = service(clock)
+    records = TenantRecords(kms)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    records.put_record(tenant_id, "a", b"1", actor="app")
+    kms.provision(tenant_id, actor="alice")
+    records.put_record(tenant_id, "b", b"2", actor="app")
+    records.put_record(tenant_id, "c", b"3", actor="app")
+    assert {v: row["records"]["N"] for v, row in version_rows(tenant_id).items()} == {1: "1", 2: "2"}
+    with structured_logs() as logs:
+        assert records.delete_record(tenant_id, "a", actor="app") == {"name": "a", "deleted": True}
+        assert records.delete_record(tenant_id, "b", actor="app") == {"name": "b", "deleted": True}
+    assert set(record_rows(tenant_id)) == {"c"}
+    assert {v: row["records"]["N"] for v, row in version_rows(tenant_id).items()} == {1: "0", 2: "1"}
+    assert [(e["version"], e["record"], e["outcome"]) for e in audit_entries(logs.getvalue(), "delete_record")] == [
+        (1, "a", "success"),
+        (2, "b", "success"),
+    ]
+    before = snapshot_tables(TABLES)
+    with pytest.raises(NotFound, match='has no record "a"'):
+        records.delete_record(tenant_id, "a", actor="app")
+    assert snapshot_tables(TABLES) == before
+    kms.destroy_version(tenant_id, 1, actor="alice")  # its last record is gone: it may go
