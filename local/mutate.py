@@ -201,9 +201,10 @@ def results(phases: list[Phase] = PHASES) -> dict[str, str]:
     return outcomes
 
 
-def unchecked(phase: Phase) -> list[str]:
-    """What an earlier run left to do: given names, mutmut runs every mutant they match again."""
-    done = ("killed", "timeout", "survived", "no tests")
+def unchecked(phase: Phase, *, again: bool = False) -> list[str]:
+    """What an earlier run left to do (with ``again``, its survivors and untested too): given names, mutmut
+    runs every mutant they match again."""
+    done = ("killed", "timeout") + (() if again else ("survived", "no tests"))
     outcomes = results([phase])
     return sorted(name for name, outcome in outcomes.items() if outcome not in done) if outcomes else phase.mutants
 
@@ -238,7 +239,7 @@ def report(out: Path | None) -> int:
     return 0
 
 
-def run(phases: list[Phase], patterns: list[str], budget_minutes: float, max_children: int) -> None:
+def run(phases: list[Phase], patterns: list[str], budget_minutes: float, max_children: int, again: bool) -> None:
     deadline = time.monotonic() + budget_minutes * 60
     with DynamoDBLocal() as dynamodb:
         env = {**os.environ, "DYNAMODB_LOCAL_ENDPOINT": dynamodb.endpoint}
@@ -248,7 +249,7 @@ def run(phases: list[Phase], patterns: list[str], budget_minutes: float, max_chi
             later = sum(p.share for p in phases[number + 1 :])
             allowed = left * phase.share / (phase.share + later) if later else left
             print(f"== {phase.name}: {allowed / 60:.1f} min at most")
-            names = patterns or unchecked(phase)
+            names = patterns or unchecked(phase, again=again)
             if not names:
                 print(f"== {phase.name}: every mutant checked (--fresh to start over)")
                 continue
@@ -275,6 +276,7 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report-only", action="store_true", help="summarise the last run")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs' outcomes")
+    parser.add_argument("--again", action="store_true", help="run the survivors again too (after adding tests)")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     args = parser.parse_args()
     started = time.monotonic()
@@ -285,7 +287,7 @@ def main() -> int:
         if args.fresh:
             for phase in phases:
                 shutil.rmtree(STAGE / phase.name, ignore_errors=True)
-        run(phases, args.mutants, args.budget_minutes, args.max_children)
+        run(phases, args.mutants, args.budget_minutes, args.max_children, args.again)
         print(f"ran {time.monotonic() - started:.0f} s")
     return report(args.json)
 
