@@ -280,8 +280,9 @@ def deployed(value, parameters: dict, conditions: dict):
         return deployed(argument[1], parameters, conditions).split(argument[0])
     if function == "Fn::Sub":
         text, names = (argument, {}) if isinstance(argument, str) else argument
+        pseudo = {**PSEUDO, **{k: v for k, v in parameters.items() if k.startswith("AWS::")}}
         for name, replacement in {
-            **PSEUDO,
+            **pseudo,
             **{n: deployed(v, parameters, conditions) for n, v in names.items()},
         }.items():
             text = text.replace("${" + name + "}", replacement or "")
@@ -296,44 +297,59 @@ def deployed(value, parameters: dict, conditions: dict):
     raise AssertionError(f"unexpected template function {function}")
 
 
-def customer_roles_allowed(resources: dict, account_ids: list[str]) -> tuple[list[str], list[str]]:
-    """The key-wrapping role's AssumeRole Allow and Deny resources, deployed with CustomerAccountIds."""
+def assume_role_statements(resources: dict, account_ids: list[str], partition: str = "aws") -> list[dict]:
+    """The key-wrapping role's AssumeRole statements, deployed with CustomerAccountIds in ``partition``."""
     template = yaml_template()
     parameters = {
         name: str(p.get("Default", "")).split(",") if p["Type"] == "CommaDelimitedList" else str(p.get("Default", ""))
         for name, p in template["Parameters"].items()
     }
-    parameters["CustomerAccountIds"] = account_ids
+    parameters.update({"CustomerAccountIds": account_ids, "AWS::Partition": partition})
     conditions = {name: deployed(c, parameters, {}) for name, c in template["Conditions"].items()}
-    allowed, denied = [], []
+    found = []
     for statement in resources["KeyWrappingRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
         statement = deployed(statement, parameters, conditions)
         if statement and "sts:AssumeRole" in as_list(statement["Action"]):
-            (allowed if statement["Effect"] == "Allow" else denied).extend(as_list(statement["Resource"]))
-    return allowed, denied
+            found.append(statement)
+    return found
 
 
-def may_assume(allowed: list[str], denied: list[str], role_arn: str) -> bool:
-    return any(covers(p, role_arn) for p in allowed) and not any(covers(p, role_arn) for p in denied)
+def applies(statement: dict, role_arn: str) -> bool:
+    """Whether ``statement`` covers AssumeRole into ``role_arn`` (its Condition evaluated)."""
+    if not any(covers(pattern, role_arn) for pattern in as_list(statement["Resource"])):
+        return False
+    for operator, keys in (statement.get("Condition") or {}).items():
+        for key, values in keys.items():
+            assert (operator, key) == ("StringEquals", "aws:ResourceAccount"), (operator, key)
+            if role_arn.split(":")[4] not in as_list(values):
+                return False
+    return True
+
+
+def may_assume(statements: list[dict], role_arn: str) -> bool:
+    allowed = any(s["Effect"] == "Allow" and applies(s, role_arn) for s in statements)
+    return allowed and not any(s["Effect"] == "Deny" and applies(s, role_arn) for s in statements)
 
 
 def test_customer_account_ids_limit_the_roles_the_key_wrapping_role_may_assume(resources):
     """Catches the template ignoring CustomerAccountIds (any account's role assumable when the
-    operator named some) or losing the deny on the deployment's own account."""
-    allowed, denied = customer_roles_allowed(resources, ["111122223333", "444455556666"])
-    assert may_assume(allowed, denied, "arn:aws:iam::111122223333:role/tenant-kms")
-    assert may_assume(allowed, denied, "arn:aws:iam::444455556666:role/path/tenant-kms")
-    assert not may_assume(allowed, denied, "arn:aws:iam::999988887777:role/tenant-kms")
-    assert not may_assume(allowed, denied, f"arn:aws:iam::{ACCOUNT}:role/Admin")
+    operator named some), naming accounts in another partition than the deployment's, or
+    losing the deny on the deployment's own account."""
+    for partition in ("aws", "aws-cn", "aws-us-gov"):
+        statements = assume_role_statements(resources, ["111122223333", "444455556666"], partition)
+        assert may_assume(statements, f"arn:{partition}:iam::111122223333:role/tenant-kms"), partition
+        assert may_assume(statements, f"arn:{partition}:iam::444455556666:role/path/tenant-kms"), partition
+        assert not may_assume(statements, f"arn:{partition}:iam::999988887777:role/tenant-kms")
+        assert not may_assume(statements, f"arn:{partition}:iam::{ACCOUNT}:role/Admin")
 
     # Empty: any account's role, never the deployment's own
-    allowed, denied = customer_roles_allowed(resources, [""])
-    assert may_assume(allowed, denied, "arn:aws:iam::999988887777:role/tenant-kms")
-    assert not may_assume(allowed, denied, f"arn:aws:iam::{ACCOUNT}:role/Admin")
+    statements = assume_role_statements(resources, [""])
+    assert may_assume(statements, "arn:aws:iam::999988887777:role/tenant-kms")
+    assert not may_assume(statements, f"arn:aws:iam::{ACCOUNT}:role/Admin")
 
     # Naming the deployment's own account does not open it
-    allowed, denied = customer_roles_allowed(resources, [ACCOUNT])
-    assert not may_assume(allowed, denied, f"arn:aws:iam::{ACCOUNT}:role/Admin")
+    statements = assume_role_statements(resources, [ACCOUNT])
+    assert not may_assume(statements, f"arn:aws:iam::{ACCOUNT}:role/Admin")
 
 
 def test_the_key_tables_survive_the_stack(resources):
