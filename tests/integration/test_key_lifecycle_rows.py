@@ -17,6 +17,7 @@ from kms_wrapping import ProviderRegistry
 from kms_wrapping import ProviderUnavailable as SecretUnavailable
 from kms_wrapping.global_wrap import GlobalKeyWrapper, master_key_id
 from tenant_kms.errors import Conflict, NotFound, ProviderUnavailable, Sealed, VerificationFailed
+from tenant_kms.identity import issue_external_id, issued_external_id
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
@@ -298,3 +299,16 @@ def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, 
         records.delete_record(tenant_id, "a", actor="app")
     assert snapshot_tables(TABLES) == before
     kms.destroy_version(tenant_id, 1, actor="alice")  # its last record is gone: it may go
+
+
+def test_erasing_a_tenant_that_only_holds_an_issued_external_id_forgets_it_and_nothing_is_404(tenant_id, clock):
+    """Catches an erase that answers 404 for a tenant whose only trace is the external id its
+    onboarding issued (it would stay issued), or that erases a tenant that never existed."""
+    kms = service(clock)
+    issue_external_id(tenant_id, iso(clock.now))
+    kms.erase(tenant_id, actor="dpo")
+    assert issued_external_id(tenant_id) is None
+    before = snapshot_tables(TABLES)
+    with pytest.raises(NotFound, match="does not exist"):
+        kms.erase(tenant_id, actor="dpo")
+    assert snapshot_tables(TABLES) == before
