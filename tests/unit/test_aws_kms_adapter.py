@@ -296,3 +296,20 @@ def test_customer_credentials_older_than_the_byok_ttl_are_replaced_and_a_refusal
         with pytest.raises(KeyAccessRefused, match="AccessDenied"):
             session.get_credentials().get_frozen_credentials()
         stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        # A code this adapter has never heard of: the status decides, at its exact bounds.
+        (client_error("SomeNewException", 500), ProviderUnavailable),
+        (client_error("SomeNewException", 429), ProviderUnavailable),
+        (client_error("SomeNewException", 499), KeyAccessRefused),
+        (client_error("SomeNewException", 400), KeyAccessRefused),
+        (client_error("SomeNewException", 430), KeyAccessRefused),
+    ],
+)
+def test_an_unknown_code_is_classified_by_its_status_at_the_bounds(error, kind):
+    """Catches 5xx starting at 501 (a KMS 500 would seal the tenant), 429 not being a fault,
+    and every other status turning into a fault (a refusal would then never seal)."""
+    assert isinstance(_normalise(error, "Decrypt"), kind)
