@@ -16,6 +16,7 @@ TABLE_SETTINGS = {
     "KeyVersionTable": "KEY_VERSION_TABLE",
     "TenantDataTable": "TENANT_DATA_TABLE",
     "IdempotencyTable": "IDEMPOTENCY_TABLE",
+    "JobTable": "JOB_TABLE",
 }
 
 

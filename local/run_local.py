@@ -35,6 +35,7 @@ LOCAL_TABLES = {
     "KeyVersionTable": "tenant-kms-key-versions",
     "TenantDataTable": "tenant-kms-tenant-data",
     "IdempotencyTable": "tenant-kms-idempotency",
+    "JobTable": "tenant-kms-jobs",
 }
 RUNNERS = ("auto", "sam", "gateway")
 
@@ -50,6 +51,9 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
             ref = value["Ref"]
             if ref in tables:
                 return tables[ref]
+            if ref not in parameters:
+                # Deployed-only resources (the job queue): local runs drive jobs by direct invoke.
+                return ""
             parameter = parameters[ref]
             default = str(parameter.get("Default", ""))
             return [p for p in default.split(",") if p] if parameter["Type"] == "CommaDelimitedList" else default

@@ -81,6 +81,8 @@ def write_env_vars(
         # Deployed-only resources: local runs use the function's own credentials and sign nothing.
         KEY_WRAPPING_ROLE_ARN="",
         FEDERATION_SIGNING_KEY_ID="",
+        # No job queue locally: a job advances by direct invoke of its unit of work.
+        JOB_QUEUE_URL="",
         AWS_ENDPOINT_URL_DYNAMODB=f"http://host.docker.internal:{dynamodb_port}",
     )
     variables.update(extra or {})

@@ -10,13 +10,14 @@ import itertools
 import json
 import logging
 import re
+import secrets
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import boto3
 from local_gateway import (
@@ -218,6 +219,65 @@ class Clock:
         self.now += seconds
 
 
+def records_on_a_retired_version(tenant_id: str, count: int) -> dict[str, bytes]:
+    """A tenant on the global wrap with ``count`` records under version 1, now retired."""
+    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    data = Function("tenant_data")
+    values = {f"rec-{i:03d}": secrets.token_bytes(32) for i in range(count)}
+    for name, value in values.items():
+        assert data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(value)))["version"] == 1
+    assert Function("provision").http(http_sample("provision_post", tenant_id))[0] == 201
+    return values
+
+
+def read_all(tenant_id: str, names) -> dict[str, tuple[bytes, int]]:
+    """Each record's plaintext and version, read through a fresh tenant data function."""
+    data = Function("tenant_data")
+    result = {}
+    for name in names:
+        got = data(invoke_sample("tenant_data_get", tenant_id, name=name))
+        result[name] = (base64.b64decode(got["value_b64"]), got["version"])
+    return result
+
+
+def record_counts(tenant_id: str) -> dict[int, int]:
+    """Records each version counts, as GET …/keys lists them."""
+    versions = Function("provision").http(http_sample("provision_list", tenant_id))[1]["versions"]
+    return {v["version"]: v["records"] for v in versions}
+
+
+def rewrap_job_get(tenant_id: str, job_id: str, **kwargs: Any) -> dict[str, Any]:
+    """GET /tenants/{tenant_id}/rewrap/{job_id}: rawPath percent-encoded, pathParameters decoded."""
+    event = http_sample("rewrap_job_get", tenant_id, **kwargs)
+    raw = quote(job_id, safe="")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/tenants/{tenant_id}/rewrap/{raw}"
+    event["pathParameters"]["job_id"] = job_id
+    return event
+
+
+def job_unit(job: dict[str, Any]) -> dict[str, str]:
+    """A rewrap job's unit of work, as RewrapFunction takes it by direct invoke."""
+    return {"tenant_id": job["tenant_id"], "job_id": job["job_id"]}
+
+
+def run_job(rewrap: Function, job: dict[str, Any], *, batches: int = 1000) -> dict[str, Any]:
+    """Advance a job through its unit of work until it finishes; its last view."""
+    for _ in range(batches):
+        if job["status"] != "running":
+            return job
+        job = rewrap(job_unit(job), timeout_ms=JOB_TIMEOUT_MS)
+        assert "job_id" in job, job  # not an error answer
+    raise AssertionError(f"job still running after {batches} batches: {job}")
+
+
+def run_rewrap(tenant_id: str, rewrap: Function | None = None) -> dict[str, Any]:
+    """POST …/rewrap (202: a job, nothing moved by the request), then its job to the end."""
+    rewrap = rewrap or Function("rewrap")
+    status, job = rewrap.http(http_sample("rewrap_post", tenant_id))
+    assert status == 202 and job["status"] in ("running", "succeeded", "failed"), (status, job)
+    return run_job(rewrap, job)
+
+
 def read_record(data: Function, tenant_id: str, name: str) -> tuple[bytes, int] | str:
     """A record's plaintext and version through the tenant data function, or its error code."""
     answer = data(invoke_sample("tenant_data_get", tenant_id, name=name))
@@ -269,7 +329,7 @@ def api_event(
     """The event API Gateway sends for ``method route`` when the caller wrote ``tenant_segment``
     into the URL: rawPath as sent (with the stage prefix of a named stage), pathParameters
     percent-decoded once, routeKey the declared route."""
-    segments = {"tenant_id": tenant_segment, "version": str(version)}
+    segments = {"tenant_id": tenant_segment, "version": str(version), "job_id": "0" * 32}
     path = re.sub(r"\{([^}]+)\}", lambda m: segments[m.group(1)], route)
     raw_path = path if stage == "$default" else f"/{stage}{path}"
     names = re.findall(r"\{([^}]+)\}", route)

@@ -15,6 +15,7 @@ TABLES = {
     "KeyVersionTable": f"tkms-key-versions-{RUN}",
     "TenantDataTable": f"tkms-tenant-data-{RUN}",
     "IdempotencyTable": f"tkms-idempotency-{RUN}",
+    "JobTable": f"tkms-jobs-{RUN}",
 }
 # The tables keyed by tenant_id (idempotency records are keyed by a hash of tenant and key).
 TENANT_TABLES = {k: v for k, v in TABLES.items() if k != "IdempotencyTable"}
@@ -29,6 +30,9 @@ os.environ.update(
     KEY_VERSION_TABLE=TABLES["KeyVersionTable"],
     TENANT_DATA_TABLE=TABLES["TenantDataTable"],
     IDEMPOTENCY_TABLE=TABLES["IdempotencyTable"],
+    JOB_TABLE=TABLES["JobTable"],
+    # Batches back to back unless a test sets the rate (it then drives its own clock).
+    REWRAP_BATCH_INTERVAL_SECONDS="0",
     MASTER_KEY_B64=base64.b64encode(MASTER_KEY).decode(),
     POWERTOOLS_TRACE_DISABLED="true",
     POWERTOOLS_DEV="false",

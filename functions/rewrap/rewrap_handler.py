@@ -1,13 +1,26 @@
-"""Moves records from retired key versions to the active one: per tenant from the admin
-API (202, resumable), and for every tenant with pending records on the schedule. The
-scheduled run then re-wraps every key version held under a wrapping key that is no longer
-current; the operator triggers that part alone by invoking this function directly with
-{"job": "rewrap_wrapping_keys"}."""
+"""Rewrap jobs: moving a tenant's records from retired key versions to the active one.
+
+- ``POST /tenants/{tenant_id}/rewrap`` starts the tenant's job (or answers the running one):
+  202, the job view, ``Location`` of ``GET /tenants/{tenant_id}/rewrap/{job_id}``.
+- A unit of work ``{"tenant_id", "job_id"}``, invoked directly or as the body of a message on
+  the job queue (an SQS event source mapping, partial batch failures reported), advances the
+  job by one batch.
+- On schedule: every tenant with pending records, then the re-wrap of every key version held
+  under a wrapping key that is no longer current; the operator triggers that part alone by
+  invoking this function directly with {"job": "rewrap_wrapping_keys"}."""
+
+import json
+from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
+from tenant_kms.errors import InvalidRequest, NotFound
+from tenant_kms.invoke import JOB_UNIT_SCHEMA, compile_schema, respond
+from tenant_kms.jobs import RewrapJobs
 from tenant_kms.jobs import rewrap as rewrap_tenant
 from tenant_kms.observability import logger, metrics
 from tenant_kms.records import TenantRecords
@@ -20,30 +33,74 @@ from tenant_kms.tracing import tracer
 settings = Settings.from_env()
 service = TenantKms(settings)
 records = TenantRecords(service)
+jobs = RewrapJobs(records)
 rotation = WrappingKeyRotation(service)
 app = admin_resolver()
+check_unit = compile_schema(JOB_UNIT_SCHEMA)
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @app.post("/tenants/<tenant_id>/rewrap")
-def rewrap():
-    progress = rewrap_tenant(
-        records, routed_tenant(app), actor=current_caller(app).actor, should_stop=deadline(app.lambda_context)
-    )
-    return json_response(202, progress)
+def start():
+    tenant_id = routed_tenant(app)
+    job = jobs.start(tenant_id, actor=current_caller(app).actor)
+    response = json_response(202, job)
+    response.headers["Location"] = _job_location(app.current_event.raw_path, tenant_id, job["job_id"])
+    return response
+
+
+@app.get("/tenants/<tenant_id>/rewrap/<job_id>")
+def show(job_id: str):
+    routed = (app.current_event.path_parameters or {}).get("job_id") or ""
+    return json_response(200, jobs.view(routed_tenant(app), routed))
+
+
+def _job_location(raw_path: str, tenant_id: str, job_id: str) -> str:
+    """The job's path as the caller reaches it: under the same stage or base path, if any
+    (a named stage prefixes rawPath; the routed path is the rest)."""
+    route = f"/tenants/{tenant_id}/rewrap"
+    path = raw_path.rstrip("/")
+    prefix = path[: -len(route)] if path.endswith(route) else ""
+    return f"{prefix}{route}/{job_id}"
+
+
+def _advance(unit: Any) -> dict[str, Any]:
+    unit = check_unit(unit)
+    return jobs.advance(unit["tenant_id"], unit["job_id"])
+
+
+def _advance_message(record: SQSRecord) -> None:
+    """A failure here leaves the message to come again (and at last to the dead-letter queue)."""
+    try:
+        unit = json.loads(record.body)
+    except ValueError:
+        raise InvalidRequest("a job unit is JSON") from None
+    try:
+        _advance(unit)
+    except NotFound:
+        logger.info("job unit for a job that is gone", job_id=str(unit.get("job_id"))[:40])
+
+
+def _is_sqs(event: dict) -> bool:
+    found = event.get("Records")
+    return isinstance(found, list) and bool(found) and all(r.get("eventSource") == "aws:sqs" for r in found)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if _is_sqs(event):
+        return process_partial_response(event, _advance_message, processor, context)
+    if "job_id" in event:
+        return respond(lambda: _advance(event))
     if is_key_rewrap(event):
         return rotation.run(actor="operator", should_stop=deadline(context))
     if is_scheduled(event):
         stop = deadline(context)
+        pending = records.tenants_pending_rewrap()
         summary = run_until_deadline(
-            records.tenants_pending_rewrap(),
-            lambda t: rewrap_tenant(records, t, actor="schedule", should_stop=stop),
-            context,
+            pending, lambda t: rewrap_tenant(records, t, actor="schedule", should_stop=stop), context
         )
         return {**summary, "wrapping_keys": rotation.run(actor="schedule", should_stop=stop)}
     return handle_admin(app, event, context, settings, service.clock)

@@ -63,6 +63,7 @@ ADMIN_ROUTES = (
     ("GET", "/tenants/{tenant_id}/keys"),
     ("DELETE", "/tenants/{tenant_id}/keys/{version}"),
     ("POST", "/tenants/{tenant_id}/rewrap"),
+    ("GET", "/tenants/{tenant_id}/rewrap/{job_id}"),
     ("DELETE", "/tenants/{tenant_id}"),
 )
 DECLARED_ROUTE_KEYS = frozenset(f"{method} {path}" for method, path in ADMIN_ROUTES)

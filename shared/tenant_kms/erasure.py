@@ -5,7 +5,7 @@ Steps, each durable before the next starts:
    that read the old config can commit); from here on every key operation is refused;
 2. every key version row of the tenant is deleted, wrapped key and all: from this moment
    the tenant's data is unreadable by anyone;
-3. the tenant's records, then its issued external id, then the config row go.
+3. the tenant's records, its jobs, its issued external id, then the config row go.
 
 An interruption anywhere (throttling that outlasts the retries, a killed instance) leaves
 the tenant ``erasing`` with no wrapped key left once any record or the config has gone;
@@ -18,7 +18,7 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from tenant_kms.errors import Conflict, NotFound
 from tenant_kms.identity import forget_external_id
-from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
+from tenant_kms.models import Job, KeyVersion, TenantConfig, TenantRecord
 
 ERASING = "erasing"
 # A writer that read a version row before the fence may still add to it; its write fails
@@ -35,6 +35,7 @@ def erase_tenant(tenant_id: str) -> None:
     fenced = _fence(tenant_id)
     versions = _destroy_wrapped_keys(tenant_id)
     records = _delete_records(tenant_id)
+    _delete_jobs(tenant_id)
     # The issued external id goes too: a later tenant of that name is a new tenant.
     had_external_id = forget_external_id(tenant_id)
     if not (fenced or versions or records or had_external_id):
@@ -83,3 +84,13 @@ def _delete_records(tenant_id: str) -> int:
         for record in records:
             batch.delete(record)
     return len(records)
+
+
+def _delete_jobs(tenant_id: str) -> None:
+    """Its jobs' rows, running ones and their slots included: a job of an erased tenant ends."""
+    if Job.Meta.table_name == "unbound":
+        return  # a function that runs no jobs
+    rows = list(Job.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "job_id"]))
+    with Job.batch_write() as batch:
+        for row in rows:
+            batch.delete(row)

@@ -62,10 +62,18 @@ TENANT_DATA_SCHEMA = {
     "else": {"not": {"required": ["value_b64"]}, "description": "value_b64 is accepted with op put only"},
 }
 
-REWRAP_SCHEMA = {
+# A rewrap job's unit of work, invoked directly on RewrapFunction or sent through the job queue.
+JOB_UNIT_SCHEMA = {
     "type": "object",
-    "properties": {"tenant_id": TENANT_ID},
-    "required": ["tenant_id"],
+    "properties": {
+        "tenant_id": TENANT_ID,
+        "job_id": {
+            "type": "string",
+            "pattern": r"^[0-9a-f]{32}$",
+            "description": "must be a job id as the rewrap route answered it (32 hexadecimal digits)",
+        },
+    },
+    "required": ["tenant_id", "job_id"],
     "additionalProperties": False,
 }
 

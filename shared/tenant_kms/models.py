@@ -76,6 +76,9 @@ class TenantRecord(Model):
     ciphertext = BinaryAttribute(legacy_encoding=False)
     revision = NumberAttribute()  # bumped by every write; rewrap only replaces what it read
     updated_at = UnicodeAttribute()
+    # The rewrap job that moved it here; a caller's write drops it. Lets a job that lost a
+    # chunk's count to a crash count those records when it runs the chunk again.
+    rewrap_job = UnicodeAttribute(null=True)
 
 
 class IssuedExternalId(Model):
@@ -100,6 +103,48 @@ class IssuedExternalId(Model):
         return f"{tenant_id}#external-id"
 
 
+class Job(Model):
+    """A tenant's job (a rewrap, or the purge of an erased tenant's records): progress,
+    cursor, and the lease of the worker moving it."""
+
+    class Meta:
+        table_name = "unbound"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    job_id = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()  # rewrap | purge
+    status = UnicodeAttribute()  # running | succeeded | failed
+    actor = UnicodeAttribute()
+    cursor = UnicodeAttribute(null=True)  # last record name a finished batch examined
+    migrated = NumberAttribute(default=0)
+    skipped = NumberAttribute(default=0)
+    remaining = NumberAttribute(null=True)
+    started_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    finished_at = UnicodeAttribute(null=True)
+    error = JSONAttribute(null=True)
+    next_at = NumberAttribute(default=0)  # epoch seconds before which no batch runs (the rate)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)  # epoch seconds; past it another worker takes over
+    expires_at = NumberAttribute(null=True)  # TTL of a finished job's row
+
+
+class RunningJob(Model):
+    """The one running job of a kind for a tenant: its slot row in the job table (range key
+    ``running#<kind>``, never a job id), written only if absent, so two starts make one job."""
+
+    class Meta:
+        table_name = "unbound"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    slot = UnicodeAttribute(range_key=True, attr_name="job_id")
+    current = UnicodeAttribute()  # the running job's id
+
+    @staticmethod
+    def slot_of(kind: str) -> str:
+        return f"running#{kind}"
+
+
 MODELS = (TenantConfig, KeyVersion, TenantRecord)
 
 
@@ -112,6 +157,8 @@ def bind_tables(settings: Settings, backoff: Backoff | None = None) -> Connectio
         (KeyVersion, settings.key_version_table),
         (IssuedExternalId, settings.key_version_table),
         (TenantRecord, settings.tenant_data_table),
+        (Job, settings.job_table or "unbound"),
+        (RunningJob, settings.job_table or "unbound"),
     ):
         model.Meta.table_name = table
         model.Meta.region = settings.region

@@ -210,7 +210,7 @@ class TenantRecords:
                 return {"name": name, "deleted": True}
             raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
 
-    def migrate_chunk(self, tenant_id: str, *, after: str | None, limit: int) -> Chunk:
+    def migrate_chunk(self, tenant_id: str, *, after: str | None, limit: int, job_id: str | None = None) -> Chunk:
         """Move the records after ``after`` (in name order) that are not on the active version,
         examining at most ``limit`` records, to the active version.
 
@@ -219,6 +219,9 @@ class TenantRecords:
         is replaced only if it still holds what was read; when a caller's write got there
         first, only that record is dropped from the transaction (the caller's write wins)
         and the rest are written. One unwrap per (tenant, version), thanks to the session cache.
+
+        A record moved by ``job_id`` is marked so: when a crash lost the count of a chunk, the
+        job runs it again from the same ``after`` and counts those records as migrated once.
         """
         config = self.kms.unsealed(self.kms.require_config(tenant_id))
         active = self.kms.version_row(tenant_id, config.active_version)
@@ -227,6 +230,9 @@ class TenantRecords:
         migrated = skipped = 0
         batch = _Batch()
         stale = [record for record in page if record.version != active.version]
+        if job_id is not None:
+            # Moved by this job in a run whose count was lost (a worker died before it landed).
+            migrated = sum(1 for r in page if r.version == active.version and r.rewrap_job == job_id)
         for position, record in enumerate(stale):
             if record.version not in versions:
                 versions[record.version] = self.kms.version_row(tenant_id, record.version)
@@ -237,7 +243,7 @@ class TenantRecords:
             batch.add(record, ciphertext)
             if position + 1 < len(stale) and batch.fits(stale[position + 1]):
                 continue
-            moved, dropped, stop = self._move(active, batch.moves)
+            moved, dropped, stop = self._move(active, batch.moves, job_id)
             migrated, skipped, batch = migrated + moved, skipped + dropped, _Batch()
             count("RecordsRewrapped", moved)
             if stop:
@@ -247,7 +253,9 @@ class TenantRecords:
                 return Chunk(migrated, skipped, cursor=after, blocked=stop == _SPENT)
         return Chunk(migrated, skipped, cursor=cursor)
 
-    def _move(self, active: KeyVersion, moves: list[tuple[TenantRecord, bytes]]) -> tuple[int, int, str | None]:
+    def _move(
+        self, active: KeyVersion, moves: list[tuple[TenantRecord, bytes]], job_id: str | None = None
+    ) -> tuple[int, int, str | None]:
         """Write ``moves`` under the active version in one transaction, dropping the records a
         caller changed meanwhile. (written, dropped, why the rest could not be written)."""
         tenant_id, budget = active.tenant_id, self.kms.settings.key_usage_budget
@@ -270,6 +278,7 @@ class TenantRecords:
                                 ciphertext=ciphertext,
                                 revision=record.revision + 1,
                                 updated_at=now,
+                                rewrap_job=job_id,
                             ),
                             condition=(TenantRecord.revision == record.revision)
                             & (TenantRecord.version == record.version),

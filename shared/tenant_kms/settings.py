@@ -83,6 +83,13 @@ class Settings:
     # Seconds an admin route may take, counted from the request's start: API Gateway's HTTP API
     # cuts a request at 30 s, so every provider and table call gets what is left of this.
     admin_route_deadline_seconds: int = 25
+    # Jobs (rewrap, the purge of an erased tenant's records): their table, the queue their
+    # units of work go through (empty: nothing sends them, a direct invoke drives the job),
+    # and the rate per tenant: so many records a batch, one batch every so many seconds.
+    job_table: str = ""
+    job_queue_url: str = ""
+    rewrap_batch_records: int = 100
+    rewrap_batch_interval_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +128,11 @@ class Settings:
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip(),
             key_usage_budget=_int(env, "KEY_USAGE_BUDGET", 2**30, low=1, high=2**32),
             admin_route_deadline_seconds=_int(env, "ADMIN_ROUTE_DEADLINE_SECONDS", 25, low=1, high=29),
+            job_table=env.get("JOB_TABLE", "").strip(),
+            job_queue_url=env.get("JOB_QUEUE_URL", "").strip(),
+            rewrap_batch_records=_int(env, "REWRAP_BATCH_RECORDS", 100, low=1, high=1000),
+            # SQS delays a message by 900 s at most.
+            rewrap_batch_interval_seconds=_int(env, "REWRAP_BATCH_INTERVAL_SECONDS", 5, low=0, high=900),
         )
         if settings.admin_authorizer not in ADMIN_AUTHORIZERS:
             raise ConfigurationError(

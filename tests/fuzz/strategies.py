@@ -338,7 +338,8 @@ def admin_requests(
     who may act on the tenant."""
     # Mostly the fuzz tenant, so requests get past the tenant pattern to the operation.
     tenant = TENANT if draw(st.integers(min_value=0, max_value=3)) else draw(tenant_segments)
-    segments = {"tenant_id": tenant, "version": draw(version_segments)}
+    # A job id is a path segment like a version: hostile text or a well-formed id.
+    segments = {"tenant_id": tenant, "version": draw(version_segments), "job_id": draw(version_segments)}
     path = route.path
     for name in route.names:
         path = path.replace("{" + name + "}", quote(segments[name].encode("utf-8", "surrogatepass"), safe=""))

@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 from deployment import deploy_master_keys, own_tables
-from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, sample
+from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, run_rewrap, sample
 
 from kms_wrapping.global_wrap import master_key_id
 from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
@@ -87,7 +87,7 @@ def test_a_provision_landing_mid_rewrap_keeps_one_active_version_and_every_key(r
 
 def test_a_destroy_landing_mid_rewrap_is_never_undone(rotated, tenant_id):
     tenant_with_records(tenant_id)
-    assert Function("rewrap").http(http_sample("rewrap_post", tenant_id))[0] == 202  # version 1 holds no record now
+    assert run_rewrap(tenant_id)["status"] == "succeeded"  # version 1 holds no record now
     rotated()
     rewrap = Function("rewrap")
     destroy = Function("provision")

@@ -14,6 +14,7 @@ from support import (
     invoke_sample,
     key_versions,
     read_record,
+    run_rewrap,
     structured_logs,
 )
 
@@ -86,15 +87,16 @@ def test_the_rewrap_fills_the_active_version_to_its_budget_and_never_provisions(
     rewrap = Function("rewrap")
 
     # When the rewrap runs: version 3 takes three records, and the run stops there
-    first = rewrap.http(http_sample("rewrap_post", tenant_id))[1]
-    assert (first["migrated"], first["remaining"], first["complete"]) == (3, 1, False)
+    first = run_rewrap(tenant_id, rewrap)
+    assert (first["migrated"], first["remaining"], first["status"]) == (3, 1, "failed")
+    assert first["error"]["code"] == "conflict" and "usage budget" in first["error"]["message"]
     assert [v["version"] for v in key_versions(tenant_id)] == [1, 2, 3]
 
     # Then a caller's write provisions version 4, and the next run fills it up to its budget
     assert data(invoke_sample("tenant_data_put", tenant_id, name="e", value_b64=b64(b"e")))["version"] == 4
     values["e"] = b"e"
-    second = rewrap.http(http_sample("rewrap_post", tenant_id))[1]
-    assert (second["migrated"], second["complete"]) == (2, False)
+    second = run_rewrap(tenant_id, rewrap)
+    assert (second["migrated"], second["status"]) == (2, "failed")
     listed = key_versions(tenant_id)
     assert [v["version"] for v in listed] == [1, 2, 3, 4]  # the migration provisioned nothing
     assert [v["status"] for v in listed] == ["retired", "retired", "retired", "active"]

@@ -6,7 +6,16 @@ import base64
 import os
 
 import boto3
-from support import Function, assert_no_key_material, b64, http_sample, invoke_sample, snapshot_tables, structured_logs
+from support import (
+    Function,
+    assert_no_key_material,
+    b64,
+    http_sample,
+    invoke_sample,
+    run_rewrap,
+    snapshot_tables,
+    structured_logs,
+)
 from testenv import MASTER_KEY, TABLES
 
 from tenant_kms.sealing import open_record
@@ -53,9 +62,8 @@ def lifecycle(tenant_id, capfd, logs):
     assert versions[2]["status"] == "active" and versions[2]["records"] == 1
 
     # When the rewrap runs
-    status, progress = rewrap.http(http_sample("rewrap_post", tenant_id))
-    assert status == 202
-    assert progress["migrated"] == 50 and progress["remaining"] == 0 and progress["complete"] is True
+    job = run_rewrap(tenant_id, rewrap)
+    assert (job["status"], job["migrated"], job["remaining"]) == ("succeeded", 50, 0)
 
     # Then every record is on version 2 with its plaintext unchanged
     for name, value in plaintexts.items():

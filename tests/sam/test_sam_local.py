@@ -241,10 +241,11 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     assert (scheduled["tenants_done"], scheduled["failed"]) == (1, [])
     assert [r["tenant_id"] for r in scheduled["results"]] == ["acme"] and scheduled["results"][0]["ok"] is True
 
-    status, progress = http(call("RewrapFunction", "rewrap_post"))
-    assert (status, progress["migrated"], progress["complete"]) == (202, 1, True)
+    status, job = http(call("RewrapFunction", "rewrap_post"))
+    assert (status, job["status"], job["migrated"], job["remaining"]) == (202, "running", 0, 1)  # a job, nothing moved
     scheduled = call("RewrapFunction", "rewrap_scheduled")
-    assert (scheduled["tenants_done"], scheduled["failed"], scheduled["results"]) == (0, [], [])
+    assert (scheduled["tenants_done"], scheduled["failed"]) == (1, [])
+    assert [(r["tenant_id"], r["migrated"], r["complete"]) for r in scheduled["results"]] == [("acme", 1, True)]
     keys = scheduled["wrapping_keys"]  # acme's two versions are on the current master key
     assert (keys["checked"], keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (2, 0, 0, [])
     assert call("RewrapFunction", "rewrap_wrapping_keys")["complete"] is True

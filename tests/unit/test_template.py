@@ -10,7 +10,7 @@ from local_gateway import function_specs, routes_from_template
 from local_tables import load_template, table_definitions
 
 from tenant_kms.api import ADMIN_ROUTES, PUBLIC_ROUTES
-from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
+from tenant_kms.models import Job, KeyVersion, TenantConfig, TenantRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
@@ -74,6 +74,7 @@ def test_tables_match_the_models():
         ("TenantConfigTable", TenantConfig),
         ("KeyVersionTable", KeyVersion),
         ("TenantDataTable", TenantRecord),
+        ("JobTable", Job),
     ):
         props = tables[logical_id]
         types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
@@ -146,3 +147,23 @@ def test_sealed_tenants_are_repolled_every_minute_with_the_sample_input():
     assert events["RepollSealed"]["Type"] == "Schedule" and repoll["Schedule"] == "rate(1 minute)"
     sample = json.loads((ROOT / "events" / "verify_repoll_sealed.json").read_text())
     assert json.loads(repoll["Input"]) == sample
+
+
+def test_rewrap_jobs_run_on_a_queue_with_a_dead_letter_queue_and_bounded_workers():
+    resources = TEMPLATE["Resources"]
+    rewrap = resources["RewrapFunction"]["Properties"]
+    units = rewrap["Events"]["JobUnits"]
+    assert units["Type"] == "SQS" and units["Properties"]["Queue"] == {"Fn::GetAtt": "RewrapJobQueue.Arn"}
+    assert units["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert units["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "RewrapJobConcurrency"}}
+    # Reserved concurrency would be shared with the admin routes the function serves.
+    assert "ReservedConcurrentExecutions" not in rewrap
+    queue = resources["RewrapJobQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": "RewrapJobDeadLetterQueue.Arn"}
+    # Lambda requires the visibility timeout to cover the function's timeout.
+    assert queue["VisibilityTimeout"] >= rewrap["Timeout"]
+    env = rewrap["Environment"]["Variables"]
+    assert env["JOB_QUEUE_URL"] == {"Ref": "RewrapJobQueue"} and env["JOB_TABLE"] == {"Ref": "JobTable"}
+    assert TEMPLATE["Parameters"]["RewrapBatchRecords"]["Default"] == 100
+    assert TEMPLATE["Parameters"]["RewrapBatchIntervalSeconds"]["Default"] == 5
+    assert table_definitions(TEMPLATE)["JobTable"]["TimeToLiveSpecification"]["AttributeName"] == "expires_at"

@@ -18,6 +18,7 @@ from support import (
     b64,
     http_sample,
     invoke_sample,
+    run_rewrap,
     snapshot_tables,
     step_up,
     structured_logs,
@@ -217,8 +218,8 @@ def migrate_with_data(tenant_id, customer, kms_proxy):
     # When it switches to its own AWS key and the rewrap runs
     status, switched = configure(tenant_id, "customer_kms_aws", customer.config())
     assert status == 200 and switched["active_version"] == 2 and switched["provider"] == "customer_kms_aws"
-    status, progress = Function("rewrap").http(http_sample("rewrap_post", tenant_id))
-    assert status == 202 and progress["migrated"] == 100 and progress["complete"]
+    job = run_rewrap(tenant_id)
+    assert (job["status"], job["migrated"], job["remaining"]) == ("succeeded", 100, 0)
     data = Function("tenant_data")
     clock = Clock()
     data.service.clock = clock
@@ -238,7 +239,7 @@ def migrate_with_data(tenant_id, customer, kms_proxy):
     status, back = configure(tenant_id, "global", {})
     assert status == 200 and back["active_version"] == 3 and back["session_ttl_seconds"] == 3600
     assert read(tenant_id, "r000", data) == (values["r000"], 2)
-    assert Function("rewrap").http(http_sample("rewrap_post", tenant_id))[1]["migrated"] == 100
+    assert run_rewrap(tenant_id)["migrated"] == 100
     fresh = Function("tenant_data")
     assert all(read(tenant_id, name, fresh) == (v, 3) for name, v in values.items())
 

@@ -9,7 +9,7 @@ import os
 import google_crc32c
 import pytest
 from fakes import cloud_kms
-from support import Clock, b64, http_sample, invoke_sample, snapshot_tables, step_up
+from support import Clock, b64, http_sample, invoke_sample, run_rewrap, snapshot_tables, step_up
 from support import read_record as read
 from testenv import TABLES
 
@@ -141,8 +141,8 @@ def test_cross_cloud_migration_keeps_every_record(clouds, tenant_id):
     for version, provider in ((2, "customer_kms_gcp"), (3, "customer_kms_azure")):
         status, view = configure(clouds, tenant_id, provider)
         assert status == 200 and view["active_version"] == version
-        status, progress = clouds.function("rewrap").http(http_sample("rewrap_post", tenant_id))
-        assert status == 202 and progress["migrated"] == 20 and progress["complete"]
+        job = run_rewrap(tenant_id, clouds.function("rewrap"))
+        assert (job["status"], job["migrated"], job["remaining"]) == ("succeeded", 20, 0)
         reader = clouds.function("tenant_data")
         assert all(read(reader, tenant_id, n) == (v, version) for n, v in values.items())
 

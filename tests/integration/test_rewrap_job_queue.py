@@ -1,0 +1,146 @@
+"""Rewrap jobs through the job queue: moto's SQS, and the event Lambda's SQS event source
+mapping sends (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html): the worker sends
+the next unit itself, delayed by the rate's interval, and reports failed units one by one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import pytest
+from support import Function, http_sample, records_on_a_retired_version, rewrap_job_get
+
+BATCH = 4
+# The message system attributes Lambda passes on for a standard queue.
+LAMBDA_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp")
+
+
+@pytest.fixture
+def job_queue(moto_server, monkeypatch):
+    """A job queue with its dead-letter queue, as template.yaml declares them."""
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
+    name = f"jobs-{uuid.uuid4().hex[:8]}"
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "960", "RedrivePolicy": redrive})[
+        "QueueUrl"
+    ]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server)
+    monkeypatch.setenv("JOB_QUEUE_URL", url)
+    monkeypatch.setenv("REWRAP_BATCH_RECORDS", str(BATCH))
+    return sqs, url, arn
+
+
+def lambda_event(messages: list[dict], queue_arn: str) -> dict:
+    """The event Lambda's SQS event source mapping invokes the function with."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    k: m["Attributes"][k]
+                    for k in (
+                        "ApproximateReceiveCount",
+                        "SentTimestamp",
+                        "SenderId",
+                        "ApproximateFirstReceiveTimestamp",
+                    )
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def poll(sqs, url: str, arn: str, worker: Function) -> tuple[list[dict], dict]:
+    """One poll of the event source mapping: receive, invoke, delete what succeeded."""
+    messages = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+    ).get("Messages", [])
+    if not messages:
+        return [], {"batchItemFailures": []}
+    answer = worker(lambda_event(messages, arn))
+    failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+    for m in messages:
+        if m["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return messages, answer
+
+
+def queued(sqs, url: str) -> dict[str, int]:
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return {name.removeprefix("ApproximateNumberOfMessages") or "Visible": int(found[name]) for name in names}
+
+
+def test_a_job_runs_to_its_end_through_the_queue_one_message_per_batch(tenant_id, job_queue, monkeypatch):
+    sqs, url, arn = job_queue
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
+    values = records_on_a_retired_version(tenant_id, 10)
+    worker = Function("rewrap")
+
+    # When the rewrap is started: the first unit is queued
+    status, job = Function("rewrap").http(http_sample("rewrap_post", tenant_id))
+    assert status == 202 and job["migrated"] == 0
+    assert queued(sqs, url) == {"Visible": 1, "NotVisible": 0, "Delayed": 0}
+
+    # Then the mapping's polls advance it one batch per message until it is done
+    delivered = []
+    for _ in range(10):
+        messages, answer = poll(sqs, url, arn, worker)
+        if not messages:
+            break
+        assert answer == {"batchItemFailures": []}
+        delivered += [json.loads(m["Body"]) for m in messages]
+    assert delivered == [{"tenant_id": tenant_id, "job_id": job["job_id"]}] * 3  # batches of 4, 4, 2
+    assert queued(sqs, url) == {"Visible": 0, "NotVisible": 0, "Delayed": 0}
+    status, view = Function("rewrap").http(rewrap_job_get(tenant_id, job["job_id"]))
+    assert (status, view["status"], view["migrated"], view["remaining"]) == (200, "succeeded", len(values), 0)
+
+
+def test_the_next_unit_waits_the_rate_interval_in_the_queue(tenant_id, job_queue, monkeypatch):
+    sqs, url, arn = job_queue
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "5")
+    records_on_a_retired_version(tenant_id, 6)
+    worker = Function("rewrap")
+    Function("rewrap").http(http_sample("rewrap_post", tenant_id))
+
+    messages, answer = poll(sqs, url, arn, worker)
+    assert len(messages) == 1 and answer == {"batchItemFailures": []}
+
+    # The worker sent the next unit with DelaySeconds = the interval: SQS holds it back
+    assert queued(sqs, url) == {"Visible": 0, "NotVisible": 0, "Delayed": 1}
+    assert poll(sqs, url, arn, worker)[0] == []
+
+
+def test_a_unit_that_fails_is_reported_alone_and_comes_back(tenant_id, job_queue, monkeypatch):
+    sqs, url, arn = job_queue
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
+    records_on_a_retired_version(tenant_id, 2)
+    worker = Function("rewrap")
+    job = Function("rewrap").http(http_sample("rewrap_post", tenant_id))[1]
+    bad = sqs.send_message(QueueUrl=url, MessageBody="not a unit")["MessageId"]
+    gone = sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"tenant_id": tenant_id, "job_id": "f" * 32}))
+
+    messages, answer = poll(sqs, url, arn, worker)
+
+    # Only the malformed unit failed; the unit of an unknown job is dropped, the job's ran
+    assert len(messages) == 3 and {bad, gone["MessageId"]} <= {m["MessageId"] for m in messages}
+    assert answer == {"batchItemFailures": [{"itemIdentifier": bad}]}
+    assert queued(sqs, url)["NotVisible"] == 1  # back after the visibility timeout, then to the DLQ
+    status, view = Function("rewrap").http(rewrap_job_get(tenant_id, job["job_id"]))
+    assert (status, view["status"], view["migrated"]) == (200, "succeeded", 2)
