@@ -5,11 +5,14 @@ the next unit itself, delayed by the rate's interval, and reports failed units o
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import boto3
 import pytest
-from support import Function, http_sample, records_on_a_retired_version, rewrap_job_get
+from support import Clock, Function, http_sample, records_on_a_retired_version, rewrap_job_get
+
+from tenant_kms.jobs import STALLED_SECONDS
 
 BATCH = 4
 # The message system attributes Lambda passes on for a standard queue.
@@ -142,5 +145,32 @@ def test_a_unit_that_fails_is_reported_alone_and_comes_back(tenant_id, job_queue
     assert len(messages) == 3 and {bad, gone["MessageId"]} <= {m["MessageId"] for m in messages}
     assert answer == {"batchItemFailures": [{"itemIdentifier": bad}]}
     assert queued(sqs, url)["NotVisible"] == 1  # back after the visibility timeout, then to the DLQ
+    status, view = Function("rewrap").http(rewrap_job_get(tenant_id, job["job_id"]))
+    assert (status, view["status"], view["migrated"]) == (200, "succeeded", 2)
+
+
+def test_a_start_sends_a_new_unit_to_a_job_whose_unit_was_lost(tenant_id, job_queue, monkeypatch):
+    sqs, url, arn = job_queue
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
+    records_on_a_retired_version(tenant_id, 2)
+    clock = Clock(time.time())  # the worker that runs the new unit reads the real clock
+    starter = Function("rewrap")
+    starter.service.clock = clock
+    job = starter.http(http_sample("rewrap_post", tenant_id))[1]
+
+    # Given its first unit lost (gone to the dead-letter queue, say)
+    (lost,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=lost["ReceiptHandle"])
+
+    # When the tenant's admin starts it again while it is not yet stalled: the same job, no unit
+    clock.advance(STALLED_SECONDS)
+    assert starter.http(http_sample("rewrap_post", tenant_id))[1]["job_id"] == job["job_id"]
+    assert queued(sqs, url)["Visible"] == 0
+
+    # and once nobody advanced it for longer: a new unit, which the mapping's poll runs
+    clock.advance(1)
+    assert starter.http(http_sample("rewrap_post", tenant_id))[1]["job_id"] == job["job_id"]
+    messages, answer = poll(sqs, url, arn, Function("rewrap"))
+    assert len(messages) == 1 and answer == {"batchItemFailures": []}
     status, view = Function("rewrap").http(rewrap_job_get(tenant_id, job["job_id"]))
     assert (status, view["status"], view["migrated"]) == (200, "succeeded", 2)
