@@ -10,7 +10,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from tenant_kms.sealing import RecordKey
 
 Clock = Callable[[], float]
 CacheKey = tuple[str, int, str]
@@ -20,6 +22,10 @@ CacheKey = tuple[str, int, str]
 class SessionKey:
     tmk: bytes
     expires_at: float
+    record_key: RecordKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "record_key", RecordKey(self.tmk))
 
     def __repr__(self) -> str:
         return f"SessionKey(expires_at={self.expires_at})"

@@ -81,7 +81,7 @@ class TenantRecords:
                 entry.update(version=row.version, provider=row.provider)
                 session = self.kms.open_key(config, row)
                 existing = _get_record(tenant_id, name)
-                ciphertext = seal_record(session.tmk, tenant_id, name, row.version, value)
+                ciphertext = seal_record(session.record_key, tenant_id, name, row.version, value)
                 if self._write_record(row, name, ciphertext, existing):
                     return {"name": name, "version": row.version}
                 if self._rotate_if_spent(config, row, actor=actor):
@@ -184,7 +184,7 @@ class TenantRecords:
             row = self.kms.version_row(tenant_id, record.version)
             entry.update(version=row.version, provider=row.provider)
             session = self.kms.open_key(config, row)
-            value = open_record(session.tmk, tenant_id, name, record.version, record.ciphertext)
+            value = open_record(session.record_key, tenant_id, name, record.version, record.ciphertext)
         return {"name": name, "value_b64": b64(value), "version": record.version}
 
     def delete_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:

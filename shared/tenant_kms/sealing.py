@@ -6,8 +6,8 @@ tenant, record or version fails to open.
 
 from __future__ import annotations
 
-import json
-import secrets
+import os
+from json.encoder import encode_basestring_ascii as _json_string
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -16,27 +16,48 @@ from tenant_kms.errors import TenantKmsError
 
 FORMAT = b"\x01"
 NONCE_BYTES = 12
+_MIN_BLOB = 1 + NONCE_BYTES + 16
 
 
 class RecordIntegrityError(TenantKmsError):
     code, status = "integrity_error", 500
 
 
+class RecordKey:
+    """A tenant master key ready to seal: the cipher is built once per unwrapped key, not
+    per record (building it costs as much as sealing a kilobyte)."""
+
+    __slots__ = ("aead",)
+
+    def __init__(self, tmk: bytes) -> None:
+        self.aead = AESGCM(tmk)
+
+    def __repr__(self) -> str:
+        return "RecordKey(<redacted>)"
+
+
 def record_aad(tenant_id: str, name: str, version: int) -> bytes:
-    binding = {"purpose": "tenant-record", "tenant_id": tenant_id, "name": name, "version": version}
-    return json.dumps(binding, sort_keys=True, separators=(",", ":")).encode()
+    # The bytes json.dumps(sort_keys=True, separators=(",", ":")) gives for
+    # {"purpose": "tenant-record", "tenant_id", "name", "version"}, written out: stored
+    # records bind exactly these bytes, and this is several times cheaper.
+    return (
+        f'{{"name":{_json_string(name)},"purpose":"tenant-record",'
+        f'"tenant_id":{_json_string(tenant_id)},"version":{int(version)}}}'
+    ).encode()
 
 
-def seal_record(tmk: bytes, tenant_id: str, name: str, version: int, plaintext: bytes) -> bytes:
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    return FORMAT + nonce + AESGCM(tmk).encrypt(nonce, plaintext, record_aad(tenant_id, name, version))
+def seal_record(key: RecordKey | bytes, tenant_id: str, name: str, version: int, plaintext: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)  # what secrets.token_bytes returns, one call fewer
+    aead = key.aead if type(key) is RecordKey else AESGCM(key)
+    return FORMAT + nonce + aead.encrypt(nonce, plaintext, record_aad(tenant_id, name, version))
 
 
-def open_record(tmk: bytes, tenant_id: str, name: str, version: int, blob: bytes) -> bytes:
-    if blob[:1] != FORMAT or len(blob) < 1 + NONCE_BYTES + 16:
+def open_record(key: RecordKey | bytes, tenant_id: str, name: str, version: int, blob: bytes) -> bytes:
+    if blob[:1] != FORMAT or len(blob) < _MIN_BLOB:
         raise RecordIntegrityError(f'record "{name}" is not in a known format')
     nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
     try:
-        return AESGCM(tmk).decrypt(nonce, sealed, record_aad(tenant_id, name, version))
+        aead = key.aead if type(key) is RecordKey else AESGCM(key)
+        return aead.decrypt(nonce, sealed, record_aad(tenant_id, name, version))
     except InvalidTag:
         raise RecordIntegrityError(f'record "{name}" failed authentication') from None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tenant_kms.sealing import RecordIntegrityError, open_record, seal_record
+from tenant_kms.keyring import SessionKey
+from tenant_kms.sealing import RecordIntegrityError, open_record, record_aad, seal_record
 
 TMK = secrets.token_bytes(32)
 
@@ -39,3 +43,23 @@ def test_tampered_or_truncated_fails():
     for bad in (blob[:-1] + bytes([blob[-1] ^ 1]), blob[:10], b"\x02" + blob[1:]):
         with pytest.raises(RecordIntegrityError):
             open_record(TMK, "acme", "n", 1, bad)
+
+
+@given(tenant=st.text(), name=st.text(), version=st.integers(min_value=0, max_value=2**63))
+def test_the_aad_is_the_sorted_compact_json_of_the_binding(tenant, name, version):
+    """Catches the written-out AAD drifting from the JSON records were sealed under: any
+    character json escapes differently (quotes, controls, non-ASCII, surrogates) would bind
+    other bytes and stored records would stop opening."""
+    binding = {"purpose": "tenant-record", "tenant_id": tenant, "name": name, "version": version}
+    assert record_aad(tenant, name, version) == json.dumps(binding, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_a_session_key_seals_like_its_bytes_and_never_shows_them():
+    """Catches the cached cipher of a session key sealing under another key, or its repr
+    carrying the key."""
+    session = SessionKey(tmk=TMK, expires_at=0.0)
+    blob = seal_record(session.record_key, "acme", "n", 1, b"v")
+    assert open_record(TMK, "acme", "n", 1, blob) == b"v"
+    assert open_record(session.record_key, "acme", "n", 1, seal_record(TMK, "acme", "n", 1, b"v")) == b"v"
+    for shown in (repr(session), repr(session.record_key), str(session.record_key)):
+        assert TMK.hex() not in shown and repr(TMK) not in shown
