@@ -13,7 +13,9 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,9 @@ class Function:
         self.logical_id = FUNCTION_DIRS[name]
         code_uri, handler = function_specs()[self.logical_id]
         self.module = load_handler_module(code_uri, handler, fresh_name=f"fn_{name}_{next(_instances)}")
+        # Gone with the instance: sys.modules would keep every instance's clients and loaded
+        # service models (~8 MB each) until the session ends.
+        weakref.finalize(self, sys.modules.pop, self.module.__name__, None)
         self.service = getattr(self.module, "service", None)  # the public issuer documents hold none
 
     def __call__(self, event: dict[str, Any], *, timeout_ms: int = 30_000) -> dict[str, Any]:
