@@ -10,6 +10,7 @@ test can tell which subject each tenant presented."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import secrets
 import threading
@@ -161,6 +162,12 @@ class FakeEntraId:
     def token(self, token: str) -> IssuedToken | None:
         issued = self._tokens.get(token)
         return issued if issued and issued.expires_at > time.time() else None
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far stops being accepted (expired or revoked)."""
+        with self._lock:
+            for token, issued in list(self._tokens.items()):
+                self._tokens[token] = dataclasses.replace(issued, expires_at=0.0)
 
     def subjects(self, client_id: str | None = None) -> list[str]:
         return [a["sub"] for a in self.assertions if client_id in (None, a["client_id"])]

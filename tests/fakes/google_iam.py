@@ -45,7 +45,7 @@ _CONDITION = re.compile(r"^assertion\.arn\s*==\s*'([^']*)'$")
 _AWS_NS = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 
 
-def _secret_key(access_key: str) -> str | None:
+def secret_key(access_key: str) -> str | None:
     """The secret moto issued with an access key (moto runs in this process); None: unknown."""
     from moto.sts.models import sts_backends
 
@@ -57,10 +57,13 @@ def _secret_key(access_key: str) -> str | None:
     return None
 
 
-def _signature_refusal(url: str, headers: dict[str, str]) -> str | None:
+def signature_refusal(
+    url: str, headers: dict[str, str], body: bytes = b"", known: dict[str, str] | None = None
+) -> str | None:
     """What AWS STS would answer for this signed request before looking at it, if anything.
 
-    moto's server does not check signatures, so this does, as AWS does."""
+    moto's server does not check signatures, so this does, as AWS does. ``known``: secrets of
+    access keys moto did not issue (the function's own)."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -73,11 +76,11 @@ def _signature_refusal(url: str, headers: dict[str, str]) -> str | None:
     )
     if not match:
         return "IncompleteSignature with error message: The request signature is malformed."
-    secret = _secret_key(match["key"])
+    secret = (known or {}).get(match["key"]) or secret_key(match["key"])
     if secret is None:
         return "InvalidClientTokenId with error message: The security token included in the request is invalid."
     signed = match["signed"].split(";")
-    request = AWSRequest(method="POST", url=url, headers={name: lowered.get(name, "") for name in signed}, data=b"")
+    request = AWSRequest(method="POST", url=url, headers={name: lowered.get(name, "") for name in signed}, data=body)
     request.context["timestamp"] = lowered.get("x-amz-date", "")
     auth = SigV4Auth(Credentials(match["key"], secret, lowered.get("x-amz-security-token")), "sts", match["region"])
     expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
@@ -207,7 +210,7 @@ class FakeGoogleIam:
             return None, "The x-goog-cloud-target-resource header does not match the audience."
         if not any(k.lower() == "authorization" for k in headers):
             return None, "The subject token is not signed."
-        refused = _signature_refusal(url, headers)
+        refused = signature_refusal(url, headers)
         if refused:
             return None, f"Received invalid AWS response of type {refused}"
         query = url.split("?", 1)[1]

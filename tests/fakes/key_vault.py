@@ -107,7 +107,9 @@ class FakeKeyVault:
                     error["innererror"] = {"code": inner}
                 self.answer(status, {"error": error})
 
-            def _challenge(self, host: str) -> None:
+            def _challenge(
+                self, host: str, message: str = "AKV10000: Request is missing a Bearer or PoP token."
+            ) -> None:
                 resource = (
                     "https://managedhsm.azure.net"
                     if host.endswith(".managedhsm.azure.net")
@@ -118,7 +120,7 @@ class FakeKeyVault:
                     vault.challenges += 1
                 challenge = f'Bearer authorization="https://login.microsoftonline.com/{tenant}", resource="{resource}"'
                 self.answer(
-                    401, {"error": {"code": "Unauthorized", "message": "AKV10000"}}, {"WWW-Authenticate": challenge}
+                    401, {"error": {"code": "Unauthorized", "message": message}}, {"WWW-Authenticate": challenge}
                 )
 
             def _handle(self) -> None:
@@ -131,8 +133,8 @@ class FakeKeyVault:
                 if not authorization.startswith("Bearer "):
                     return self._challenge(host)
                 issued = vault.entra.token(authorization.removeprefix("Bearer "))
-                if issued is None:
-                    return self._challenge(host)
+                if issued is None:  # expired, revoked or never issued: challenged again
+                    return self._challenge(host, "[TokenExpired] Error validating token: 'S2S12086'.")
                 resource = (
                     "https://managedhsm.azure.net"
                     if host.endswith(".managedhsm.azure.net")

@@ -167,7 +167,9 @@ def entra_failure(action: str, exc: aexc.ClientAuthenticationError) -> Exception
 
 
 class AzureKeyVaultWrapper(KeyWrapper):
-    def __init__(self, *, provider: str, key_id: str, credential: Any, client_options: dict[str, Any]) -> None:
+    def __init__(
+        self, *, provider: str, key_id: str, credential: EntraCredential, client_options: dict[str, Any]
+    ) -> None:
         match = KEY_ID.match(key_id)
         if not match:
             raise ProviderConfigInvalid("key_id must be https://<vault>/keys/<name>[/<version>]")
@@ -177,6 +179,7 @@ class AzureKeyVaultWrapper(KeyWrapper):
         self._name = match["name"]
         self._version = match["version"] or ""
         self._key_name_prefix = f"{self._vault}/keys/{self._name}/"
+        self._credential = credential
         self._client = KeyClient(self._vault, credential, **client_options)
         self._versions: dict[str, tuple[str, rsa.RSAPublicKey | None]] = {}
         self._lock = threading.Lock()
@@ -184,11 +187,10 @@ class AzureKeyVaultWrapper(KeyWrapper):
     def __repr__(self) -> str:
         return f"AzureKeyVaultWrapper(provider={self.provider!r}, key_id={self._key_id!r})"
 
-    def _send(self, action: str, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
-        """One Key Vault operation; its JSON answer, or the failure normalised."""
+    def _request(self, action: str, method: str, path: str, body: dict | None) -> Any:
         try:
             # wrapkey, unwrapkey and sign change nothing in the vault: retried like GET.
-            response = self._client.send_request(HttpRequest(method, path, json=body), retry_on_methods=_RETRIED)
+            return self._client.send_request(HttpRequest(method, path, json=body), retry_on_methods=_RETRIED)
         except TokenUnavailable as exc:
             raise ProviderUnavailable(f"{action}: no Entra ID token ({exc})") from None
         except aexc.ClientAuthenticationError as exc:
@@ -197,6 +199,15 @@ class AzureKeyVaultWrapper(KeyWrapper):
             raise ProviderUnavailable(f"{action}: no answer ({type(exc).__name__})") from None
         except aexc.HttpResponseError as exc:
             raise ProviderUnavailable(f"{action}: unusable answer (HTTP {exc.status_code})") from None
+
+    def _send(self, action: str, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+        """One Key Vault operation; its JSON answer, or the failure normalised."""
+        response = self._request(action, method, path, body)
+        if response.status_code == 401:
+            # The vault no longer takes the token we hold (expired early, revoked): exchange a
+            # new one once. A removed federation then refuses at Entra ID, where it seals.
+            self._credential.forget()
+            response = self._request(action, method, path, body)
         status = response.status_code
         answer = _json(response.text())
         if status == 200 and answer:
@@ -359,6 +370,13 @@ class EntraCredential:
             raise
         except aexc.AzureError as exc:
             raise TokenUnavailable(f"Entra ID did not answer ({type(exc).__name__})") from None
+
+    def forget(self) -> None:
+        """Drop every token held here and in azure-identity's cache: the next request exchanges anew."""
+        fresh = self._make()
+        with self._lock:
+            self._held.clear()
+            self._inner = fresh
 
     def get_token_info(self, *scopes: str, options: dict | None = None) -> AccessTokenInfo:
         if self._max_age is None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from fakes.aws_sts import FUNCTION_ROLE, FakeSts
 from fakes.entra_id import AssertionSigner, FakeEntraId
 from fakes.key_vault import FakeKeyVault, VaultKey
 from faults import FaultProxy
+from gcp_world import WRAPPING_ROLE
 
 
 @dataclass
@@ -40,6 +42,7 @@ class AzureWorld:
         self.sts_tokens = sts_tokens  # the operator's assertions
         self.federation_kms = kms
         self.operator: AzureCustomer | None = None
+        self.sts: FakeSts | None = None  # issues the operator's assertions (GetWebIdentityToken)
 
     def trust(self, customer: AzureCustomer, tenant_id: str) -> None:
         """The customer's app trusts ``tenant_id``'s assertions too."""
@@ -57,9 +60,8 @@ class AzureWorld:
 
     def operator_settings(self) -> dict[str, str]:
         self.operator = self.customer("")
-        self.entra.federate(
-            self.operator.entra_tenant, self.operator.client_id, self.sts_tokens.issuer, self.sts_tokens.subject
-        )
+        for role in (FUNCTION_ROLE, WRAPPING_ROLE):  # whichever the functions run as
+            self.entra.federate(self.operator.entra_tenant, self.operator.client_id, self.sts_tokens.issuer, role)
         return {
             "OPERATOR_AZURE_KEY_ID": self.operator.config["key_id"],
             "OPERATOR_AZURE_TENANT_ID": self.operator.entra_tenant,

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import boto3
 import pytest
 from azure_world import AzureWorld
 from fakes import cloud_kms
+from fakes.aws_sts import FUNCTION_ROLE, FakeSts
 from fakes.azure_hosts import ENTRA_HOST, certificate, resolve_to_loopback
 from fakes.cloud_kms import FakeCloudKms
 from fakes.connect_proxy import ConnectProxy
@@ -27,8 +29,6 @@ from fakes.key_vault import FakeKeyVault
 from faults import FaultProxy
 from gcp_world import GcpWorld
 from support import Function, sample
-
-from tenant_kms import providers
 
 ISSUER = "https://federation.tenant-kms.example.com"
 
@@ -76,13 +76,16 @@ def gcp(google_fakes, tls, monkeypatch) -> GcpWorld:
 
 
 @pytest.fixture(scope="session")
-def azure_fakes(tls):
+def azure_fakes(tls, moto_server):
     cert_file, key_file = tls
     entra = FakeEntraId(cert_file, key_file)
     vault = FakeKeyVault(entra, cert_file, key_file)
-    sts_tokens = AssertionSigner("https://sts.us-east-1.amazonaws.com", subject="operator")
+    # This account's outbound federation issuer, whose tokens name the key-wrapping role.
+    sts_tokens = AssertionSigner(f"https://{uuid.uuid4()}.tokens.sts.global.api.aws", subject=FUNCTION_ROLE)
     entra.trust_issuer(sts_tokens)
-    yield entra, vault, sts_tokens, cert_file
+    sts = FakeSts(moto_server, sts_tokens)
+    yield entra, vault, sts_tokens, sts, cert_file
+    sts.stop()
     vault.stop()
     entra.stop()
 
@@ -97,17 +100,19 @@ def federation_kms(moto_server):
 
 @pytest.fixture
 def azure(azure_fakes, moto_server, federation_kms, monkeypatch) -> AzureWorld:
-    """Azure reached by name over verified TLS. Tenants' client assertions are the
-    deployment's own (signed with kms:Sign on moto); Entra trusts the JWKS the deployment
-    serves. The operator's assertion, an STS web identity token (which moto lacks), comes
-    from a test issuer."""
-    entra, vault, sts_tokens, cert_file = azure_fakes
+    """Azure reached by name over verified TLS, every assertion made as deployed: a tenant's
+    is the deployment's own JWT (signed with kms:Sign on moto), which Entra checks against the
+    JWKS the deployment serves; the operator's is the key-wrapping role's STS web identity
+    token (GetWebIdentityToken, answered in front of moto, which lacks it): the function's own
+    role's, or the key-wrapping role's where a test sets KEY_WRAPPING_ROLE_ARN."""
+    entra, vault, sts_tokens, sts, cert_file = azure_fakes
     entra.fail_always(None)
     vault.fail_always(None)
     federation_kms.reset()
-    sts_tokens.failing = None
+    sts.fail_with = None
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", federation_kms.endpoint)
     key = boto3.client("kms").create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("FEDERATION_SIGNING_KEY_ID", key)
@@ -116,13 +121,8 @@ def azure(azure_fakes, moto_server, federation_kms, monkeypatch) -> AzureWorld:
     assert jwks["statusCode"] == 200, jwks
     entra.trust_jwks(ISSUER, json.loads(jwks["body"]))
 
-    production = providers._azure_assertion_source
-
-    def assertion_source(identities, tenant_id):
-        return production(identities, tenant_id) if tenant_id is not None else sts_tokens.source(None)
-
-    monkeypatch.setattr(providers, "_azure_assertion_source", assertion_source)
     world = AzureWorld(entra, vault, ISSUER, sts_tokens, federation_kms)
+    world.sts = sts
     for name, value in world.operator_settings().items():
         monkeypatch.setenv(name, value)
     routes = {"*.vault.azure.net": vault.port, "*.managedhsm.azure.net": vault.port, ENTRA_HOST: entra.port}

@@ -8,13 +8,11 @@ STS fake replays against moto."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import secrets
 import uuid
 from dataclasses import dataclass
 
-import boto3
+from fakes.aws_sts import create_role
 from fakes.cloud_kms import FakeCloudKms
 from fakes.connect_proxy import ConnectProxy
 from fakes.google_iam import FakeGoogleIam, ServiceAccount, WorkloadProvider
@@ -53,10 +51,7 @@ class GcpWorld:
     def __init__(self, iam: FakeGoogleIam, kms: FakeCloudKms, moto_endpoint: str) -> None:
         self.iam, self.kms = iam, kms
         self.proxy: ConnectProxy | None = None  # how gRPC reaches Cloud KMS's host name
-        roles = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_endpoint)
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "*"}]}
-        with contextlib.suppress(roles.exceptions.EntityAlreadyExistsException):
-            roles.create_role(RoleName="tenant-kms-key-wrapping", AssumeRolePolicyDocument=json.dumps(trust))
+        create_role(moto_endpoint, WRAPPING_ROLE)
 
     @staticmethod
     def _audience() -> str:

@@ -15,6 +15,7 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from fakes.aws_sts import FUNCTION_ROLE
 from support import Clock, Function, b64, http_sample, invoke_sample, snapshot_tables, step_up
 from support import read_record as read
 from testenv import TABLES
@@ -88,7 +89,31 @@ def test_operator_key_round_trip(azure, tenant_id):
     assert answer["session_ttl_seconds"] == 3600
     unwrapped = Function("unwrap")(invoke_sample("unwrap", tenant_id))
     assert unwrapped["version"] == 1 and unwrapped["provider"] == "operator_kms_azure"
-    assert set(azure.entra.subjects(azure.operator.client_id)) == {"operator"}
+    # Entra saw only the key-wrapping role's own STS web identity tokens, as deployed.
+    assert set(azure.entra.subjects(azure.operator.client_id)) == {FUNCTION_ROLE}
+    assert azure.sts.tokens_issued >= 1
+
+
+def test_sts_throttling_the_operators_web_identity_token_answers_503_after_the_configured_attempts(
+    azure, tenant_id, monkeypatch
+):
+    """The operator's assertion is ours to make: STS throttling GetWebIdentityToken is our
+    plumbing's fault. Catches: it sealing the tenant, or the STS client not built with the
+    deployment's retry settings (KMS_MAX_ATTEMPTS)."""
+    assert configure(tenant_id, "operator_kms_azure", {})[0] == 200
+    monkeypatch.setenv("KMS_MAX_ATTEMPTS", "2")
+    unwrap = Function("unwrap")  # a new instance: no session key, no Entra token
+    before, asked, entra_requests = snapshot_tables(TABLES), azure.sts.token_requests, azure.entra.requests
+    azure.sts.fail_with = (400, "Throttling", "Rate exceeded")
+
+    answer = unwrap(invoke_sample("unwrap", tenant_id))
+
+    assert answer["error"]["code"] == "provider_unavailable" and "key_b64" not in answer, answer
+    assert azure.sts.token_requests - asked == 2
+    assert azure.entra.requests == entra_requests  # no assertion, so nothing to present
+    assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
+    azure.sts.fail_with = None
+    assert unwrap(invoke_sample("unwrap", tenant_id))["version"] == 1  # the same instance recovers
 
 
 @pytest.mark.parametrize(
@@ -96,6 +121,9 @@ def test_operator_key_round_trip(azure, tenant_id):
     [("oct-HSM", True, "A256KW"), ("RSA-HSM", True, "RSA-OAEP-256"), ("RSA-HSM", False, "RSA-OAEP-256")],
 )
 def test_algorithm_follows_the_key_type_the_vault_reports(azure, tenant_id, kind, managed_hsm, algorithm):
+    """Nothing names the algorithm: the deployed adapter infers it from the ``kty`` a key GET
+    answers (a Managed HSM oct-HSM key: A256KW). Catches: a fixed or wrong kty-to-algorithm
+    mapping (configure fails: no usable key or the vault refuses the wrap), or an RSA wrap left unsigned."""
     customer = azure.customer(tenant_id, kind=kind, managed_hsm=managed_hsm)
     assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
     assert read_unwrap(tenant_id)["version"] == 1
@@ -299,6 +327,42 @@ def test_refusals_seal_and_faults_answer_503_with_nothing_sealed_or_cached(azure
     unwraps = len(azure.vault.calls("unwrapkey"))
     assert unwrap(invoke_sample("unwrap_version", tenant_id, version=2))["version"] == 2  # the same instance recovers
     assert len(azure.vault.calls("unwrapkey")) == unwraps + 1  # nothing was cached from the failure
+
+
+@pytest.mark.parametrize("provider", ["customer_kms_azure", "operator_kms_azure"])
+def test_a_token_the_vault_no_longer_takes_is_exchanged_again_and_never_seals(azure, tenant_id, provider):
+    """Key Vault answers a token it no longer takes (expired by its clock, revoked) with a new
+    401 challenge. Catches: the 401 taken as the customer's refusal (the tenant would seal),
+    or the held token presented again (503 for up to the token's hour, operator included)."""
+    config = azure.customer(tenant_id).config if provider == "customer_kms_azure" else {}
+    assert configure(tenant_id, provider, config)[0] == 200
+    assert provision(tenant_id) == 201
+    unwrap = Function("unwrap")
+    assert unwrap(invoke_sample("unwrap_version", tenant_id, version=1))["version"] == 1  # holds an Entra token
+    before, entra_requests, challenges = snapshot_tables(TABLES), azure.entra.requests, azure.vault.challenges
+    azure.entra.expire_tokens()
+
+    assert unwrap(invoke_sample("unwrap_version", tenant_id, version=2))["version"] == 2
+    assert azure.vault.challenges > challenges  # the old token was presented and refused
+    assert azure.entra.requests - entra_requests == 1  # one new exchange
+    assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
+
+
+def test_a_vault_that_keeps_refusing_our_tokens_answers_503_and_never_seals(azure, tenant_id, monkeypatch):
+    """Every token Entra issues is refused by the vault: ours to fix. Catches: sealing on a
+    vault 401, or exchanging without bound (one new exchange per call, then 503)."""
+    customer = azure.customer(tenant_id)
+    assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
+    unwrap = Function("unwrap")
+    before, entra_requests = snapshot_tables(TABLES), azure.entra.requests
+    monkeypatch.setattr(azure.vault.entra, "token", lambda _token: None)  # the vault takes no token
+
+    answer = unwrap(invoke_sample("unwrap", tenant_id))
+
+    assert answer["error"]["code"] == "provider_unavailable" and "key_b64" not in answer, answer
+    assert "did not accept our token (HTTP 401)" in answer["error"]["message"]
+    assert azure.entra.requests - entra_requests == 2  # the first token, then one fresh exchange
+    assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
 
 
 def test_a_vault_that_does_not_answer_in_time_is_unavailable(azure, tenant_id, monkeypatch):

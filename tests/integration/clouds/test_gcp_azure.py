@@ -120,15 +120,27 @@ def test_gcp_unwrap_integrity_faults_never_return_or_cache_a_wrong_key(clouds, t
 
 
 def test_gcp_unavailable_is_retried_then_provider_unavailable(clouds, tenant_id):
+    """Catches: UNAVAILABLE not retried, retried past the deployment's KMS_MAX_ATTEMPTS (4 by
+    default), or sealing the tenant or writing anything when it persists."""
     assert configure(clouds, tenant_id, "customer_kms_gcp")[0] == 200
-    clouds.cloud_kms.fail_next(2, "unavailable")
-    assert "key_b64" in clouds.function("unwrap")(invoke_sample("unwrap", tenant_id))
+    unwrap = clouds.function("unwrap")
+    attempts = unwrap.service.settings.kms_max_attempts
+    decrypts = len(clouds.cloud_kms.calls("Decrypt"))
+    clouds.cloud_kms.fail_next(attempts - 1, "unavailable")
+    assert "key_b64" in unwrap(invoke_sample("unwrap", tenant_id))
+    assert len(clouds.cloud_kms.calls("Decrypt")) - decrypts == attempts
+
+    before, decrypts = snapshot_tables(TABLES), len(clouds.cloud_kms.calls("Decrypt"))
     clouds.cloud_kms.fail_always("unavailable")
     try:
         answer = clouds.function("unwrap")(invoke_sample("unwrap", tenant_id))
     finally:
         clouds.cloud_kms.fail_always(None)
     assert answer["error"]["code"] == "provider_unavailable"
+    assert len(clouds.cloud_kms.calls("Decrypt")) - decrypts == attempts
+    assert snapshot_tables(TABLES) == before
+    view = clouds.function("configure").http(http_sample("configure_get", tenant_id))[1]
+    assert view["status"] == "active"
 
 
 def test_cross_cloud_migration_keeps_every_record(clouds, tenant_id):
