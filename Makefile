@@ -10,7 +10,7 @@ MUTATE_VENV := .tools-mutate
 export SAM_CLI_TELEMETRY := 0
 export AWS_REGION ?= us-east-1
 
-.PHONY: setup run test lint format build validate sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open mutate clean
+.PHONY: setup run test lint format build validate sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache mutate clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
 
@@ -62,7 +62,7 @@ build: $(SAM_VENV)/.installed $(VENV)/.installed
 	$(PY) local/build_bundle.py .aws-sam/build
 
 ## bench: every benchmark below
-bench: bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open
+bench: bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache
 
 ## bench-cold-start: cold start per function (ratio to `import boto3`) and artifact size, from the build
 bench-cold-start: setup build
@@ -79,6 +79,10 @@ bench-hot-tenant: setup
 ## bench-seal-open: seal+open of 1 KB against raw AES-GCM and the AWS Encryption SDK (ratios)
 bench-seal-open: setup
 	$(PY) bench/seal_open.py --size 1024
+
+## bench-session-cache: the session cache with 50,000 (tenant, version) keys (memory, hit and evict ratios)
+bench-session-cache: setup
+	$(PY) bench/session_cache.py --tenants 25000 --versions 2
 
 ## mutate: mutation testing of the lifecycle, sealing, session cache, master key ring and the
 ## adapters' error classification (about 20 min; not part of test); survivors in docs/MUTATION.md

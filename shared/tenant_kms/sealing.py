@@ -24,13 +24,21 @@ class RecordIntegrityError(TenantKmsError):
 
 
 class RecordKey:
-    """A tenant master key ready to seal: the cipher is built once per unwrapped key, not
-    per record (building it costs as much as sealing a kilobyte)."""
+    """A tenant master key ready to seal: its cipher is built on first use and kept, not
+    built per record (that costs as much as sealing a kilobyte). Built lazily because a
+    cipher holds about 3 KB of OpenSSL state, and the unwrap function never seals."""
 
-    __slots__ = ("aead",)
+    __slots__ = ("_aead", "_tmk")
 
     def __init__(self, tmk: bytes) -> None:
-        self.aead = AESGCM(tmk)
+        self._tmk = tmk
+        self._aead: AESGCM | None = None
+
+    @property
+    def aead(self) -> AESGCM:
+        if self._aead is None:
+            self._aead = AESGCM(self._tmk)  # two threads racing build equal ciphers
+        return self._aead
 
     def __repr__(self) -> str:
         return "RecordKey(<redacted>)"

@@ -70,7 +70,7 @@ class TenantKms:
         self.settings = settings
         self.registry = registry or build_registry(settings)
         self.clock = clock
-        self.cache = SessionCache(lambda: self.clock())
+        self.cache = SessionCache(lambda: self.clock(), budget_bytes=self.settings.session_cache_mb * 1024 * 1024)
         self.audit = audit or Audit()
         self.backoff = backoff or Backoff()
         self.connection = bind_tables(settings, self.backoff)

@@ -46,6 +46,9 @@ class Settings:
     region: str
     session_ttl_seconds: int = 3600
     byok_session_ttl_seconds: int = 300
+    # Memory the session cache may take per function instance; its least recently used keys
+    # go beyond it.
+    session_cache_mb: int = 64
     max_body_bytes: int = 16 * 1024
     max_record_bytes: int = 256 * 1024
     master_key_secret_id: str = ""
@@ -102,6 +105,7 @@ class Settings:
             session_ttl_seconds=_int(env, "SESSION_TTL_SECONDS", 3600, low=1, high=86400),
             # The BYOK TTL bounds how long a revoked grant keeps working: never above 300 s.
             byok_session_ttl_seconds=_int(env, "BYOK_SESSION_TTL_SECONDS", 300, low=1, high=300),
+            session_cache_mb=_int(env, "SESSION_CACHE_MB", 64, low=1, high=8192),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 16 * 1024, low=1024, high=1024 * 1024),
             max_record_bytes=_int(env, "MAX_RECORD_BYTES", 256 * 1024, low=1, high=300 * 1024),
             master_key_secret_id=env.get("MASTER_KEY_SECRET_ID", "").strip(),
