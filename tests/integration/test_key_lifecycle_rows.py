@@ -200,8 +200,10 @@ def test_a_verify_the_provider_does_not_answer_records_its_error_and_keeps_the_k
     versions = version_rows(tenant_id)
     with structured_logs() as logs:
         answer = unreachable_secret(clock, "x" * 600).verify(tenant_id, actor="bob")
+        error = f"global: {'x' * 600}"[:500]
+        assert config_row(tenant_id)["last_verify_error"] == {"S": error}
+        assert config_row(tenant_id)["last_verified_at"] == {"S": verified_at}
         kms.verify(tenant_id, actor="carol")
-    error = f"global: {'x' * 600}"[:500]
     assert answer == {"ok": False, "last_verified_at": verified_at, "last_verify_error": error}
     failed, passed = audit_entries(logs.getvalue(), "verify")
     assert failed == {
@@ -290,10 +292,11 @@ def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, 
         assert records.delete_record(tenant_id, "b", actor="app") == {"name": "b", "deleted": True}
     assert set(record_rows(tenant_id)) == {"c"}
     assert {v: row["records"]["N"] for v, row in version_rows(tenant_id).items()} == {1: "0", 2: "1"}
-    assert [(e["version"], e["record"], e["outcome"]) for e in audit_entries(logs.getvalue(), "delete_record")] == [
-        (1, "a", "success"),
-        (2, "b", "success"),
+    deleted = [
+        (e["actor"], e["tenant_id"], e["version"], e["record"], e["outcome"])
+        for e in audit_entries(logs.getvalue(), "delete_record")
     ]
+    assert deleted == [("app", tenant_id, 1, "a", "success"), ("app", tenant_id, 2, "b", "success")]
     before = snapshot_tables(TABLES)
     with pytest.raises(NotFound, match='has no record "a"'):
         records.delete_record(tenant_id, "a", actor="app")
