@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 import io
 import itertools
 import json
@@ -30,6 +31,7 @@ from local_gateway import (
     load_handler_module,
     routes_from_template,
 )
+from local_tables import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -49,12 +51,18 @@ FUNCTION_DIRS = {
 }
 
 
+@functools.cache
+def parsed_template() -> dict[str, Any]:
+    """template.yaml, parsed once per session rather than once per function instance."""
+    return load_template()
+
+
 class Function:
     """One instance of a function, as Lambda would run it: its module imported afresh."""
 
     def __init__(self, name: str) -> None:
         self.logical_id = FUNCTION_DIRS[name]
-        code_uri, handler = function_specs()[self.logical_id]
+        code_uri, handler = function_specs(parsed_template())[self.logical_id]
         self.module = load_handler_module(code_uri, handler, fresh_name=f"fn_{name}_{next(_instances)}")
         # Gone with the instance: sys.modules would keep every instance's clients and loaded
         # service models (~8 MB each) until the session ends.
@@ -77,7 +85,7 @@ class Function:
 
 
 def declared_route(method: str, route: str) -> Route:
-    (found,) = [r for r in routes_from_template()[0] if (r.method, r.path) == (method, route)]
+    (found,) = [r for r in routes_from_template(parsed_template())[0] if (r.method, r.path) == (method, route)]
     return found
 
 
