@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import socket
 from types import SimpleNamespace
 
 import boto3
+import botocore.loaders
 import pytest
 import testenv  # sets the environment before any function module is imported
 from dynamodb_local import DynamoDBLocal
@@ -35,6 +37,20 @@ def _local_only(host, port, *args, **kwargs):
 
 
 socket.getaddrinfo = _local_only
+
+# Every function instance builds its own botocore session, as a cold start does, and each
+# session parsed botocore's endpoint rules and service models again: a third of the
+# integration tier's time. The tests parse each of those files once (they never change);
+# sessions and clients are still built per instance.
+_load_botocore_file = botocore.loaders.JSONFileLoader.load_file
+
+
+@functools.cache
+def _parsed_botocore_file(file_path: str):
+    return _load_botocore_file(botocore.loaders.JSONFileLoader(), file_path)
+
+
+botocore.loaders.JSONFileLoader.load_file = lambda _self, file_path: _parsed_botocore_file(file_path)
 
 
 @pytest.fixture(scope="session")
