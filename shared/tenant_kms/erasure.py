@@ -3,8 +3,8 @@
 Steps, each durable before the next starts:
 1. fence: the config row reads ``erasing`` (and its revision moves, so no provisioning
    that read the old config can commit); from here on every key operation is refused;
-2. every key version row of the tenant is deleted, wrapped key and all: from this moment
-   the tenant's data is unreadable by anyone;
+2. every key version row of the tenant is deleted, wrapped key and all, with the usage
+   rows that count its records: from this moment the tenant's data is unreadable by anyone;
 3. the tenant's records, its jobs, its issued external id, then the config row go.
 
 An interruption anywhere (throttling that outlasts the retries, a killed instance) leaves
@@ -18,7 +18,7 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from tenant_kms.errors import Conflict, NotFound
 from tenant_kms.identity import forget_external_id
-from tenant_kms.models import Job, KeyVersion, TenantConfig, TenantRecord
+from tenant_kms.models import Job, KeyVersion, TenantConfig, TenantRecord, VersionUsage
 
 ERASING = "erasing"
 # A writer that read a version row before the fence may still add to it; its write fails
@@ -63,19 +63,29 @@ def _fence(tenant_id: str) -> bool:
 
 
 def _destroy_wrapped_keys(tenant_id: str) -> int:
-    """Delete every key version row; the count deleted. Only then may other rows go."""
+    """Delete every key version row and its usage rows; the count of versions deleted. Only
+    then may other rows go (a write needs its version's usage row, so none lands after)."""
     deleted = 0
     for _ in range(KEY_ROUNDS):
         rows = list(KeyVersion.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "version"]))
-        if not rows:
+        counts = list(_usage_rows(tenant_id))
+        if not rows and not counts:
             return deleted
         with KeyVersion.batch_write() as batch:
             for row in rows:
                 batch.delete(row)
+            for count in counts:  # same table, same key schema: one batch for both
+                batch.delete(KeyVersion(count.partition, count.slot))
         deleted += len(rows)
-    if any(KeyVersion.query(tenant_id, consistent_read=True, limit=1)):
+    if any(KeyVersion.query(tenant_id, consistent_read=True, limit=1)) or any(_usage_rows(tenant_id)):
         raise Conflict(f"the keys of tenant {tenant_id} changed during erasure; {erasing_message(tenant_id)}")
     return deleted
+
+
+def _usage_rows(tenant_id: str):
+    return VersionUsage.query(
+        VersionUsage.partition_of(tenant_id), consistent_read=True, attributes_to_get=["tenant_id", "version"]
+    )
 
 
 def _delete_records(tenant_id: str) -> int:

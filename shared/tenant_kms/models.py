@@ -56,8 +56,10 @@ class KeyVersion(Model):
     key_id = UnicodeAttribute()  # resolved id of the wrapping key
     key_uid = UnicodeAttribute()  # random; tells a re-created version apart in caches
     wrapped_key = BinaryAttribute(legacy_encoding=False, null=True)
+    # Counted here by writes from before the version had usage rows; since then, in them (usage.py).
     records = NumberAttribute(default=0)  # records sealed under this version
     encryptions = NumberAttribute(default=0)  # records ever sealed under it: the usage budget's count
+    usage_rows = NumberAttribute(null=True)  # how many VersionUsage rows count its records
     created_at = UnicodeAttribute()
     retired_at = UnicodeAttribute(null=True)
     destroyed_at = UnicodeAttribute(null=True)
@@ -79,6 +81,7 @@ class TenantRecord(Model):
     # The rewrap job that moved it here; a caller's write drops it. Lets a job that lost a
     # chunk's count to a crash count those records when it runs the chunk again.
     rewrap_job = UnicodeAttribute(null=True)
+    usage_row = NumberAttribute(null=True)  # which of its version's usage rows counts it; none: the version row
 
 
 class IssuedExternalId(Model):
@@ -101,6 +104,30 @@ class IssuedExternalId(Model):
     @staticmethod
     def partition_of(tenant_id: str) -> str:
         return f"{tenant_id}#external-id"
+
+
+class VersionUsage(Model):
+    """One of a key version's usage rows: a share of its counts, so that concurrent writes of
+    one tenant each update a row of their own (usage.py).
+
+    Kept in the key-version table under a partition of its own per tenant (``<tenant>#usage``;
+    '#' never occurs in a tenant id), sort key ``version * USAGE_SLOTS + row``, so no query
+    of a tenant's versions sees them, and erasing the tenant deletes them with the versions.
+    """
+
+    class Meta:
+        table_name = "unbound"
+
+    partition = UnicodeAttribute(hash_key=True, attr_name="tenant_id")
+    slot = NumberAttribute(range_key=True, attr_name="version")
+    key_uid = UnicodeAttribute()  # the version's: a row of an erased and re-created version never counts
+    records = NumberAttribute(default=0)
+    encryptions = NumberAttribute(default=0)
+    closed_at = UnicodeAttribute(null=True)  # set when the version retires: no write seals under it any more
+
+    @staticmethod
+    def partition_of(tenant_id: str) -> str:
+        return f"{tenant_id}#usage"
 
 
 class Job(Model):
@@ -156,6 +183,7 @@ def bind_tables(settings: Settings, backoff: Backoff | None = None) -> Connectio
         (TenantConfig, settings.config_table),
         (KeyVersion, settings.key_version_table),
         (IssuedExternalId, settings.key_version_table),
+        (VersionUsage, settings.key_version_table),
         (TenantRecord, settings.tenant_data_table),
         (Job, settings.job_table or "unbound"),
         (RunningJob, settings.job_table or "unbound"),

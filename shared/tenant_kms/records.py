@@ -1,13 +1,16 @@
 """Tenant data records (the records the keys seal): put, get, delete, and the move of a
 bounded chunk of them to the active version that a rewrap job is made of.
 
-Every write counts the record against its version (``records``, what destroy checks) and
-against the active version's usage budget (``encryptions``), in the record's transaction;
-a version whose budget is spent is rotated by the writer that meets it.
+Every write counts the record against its version (what destroy checks) and against the
+active version's usage budget, in the record's transaction, on one of the version's usage
+rows (usage.py), so a tenant's writers do not wait on one item; a version whose budget is
+spent is rotated by the writer that meets it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,18 +18,24 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.pagination import PageIterator
 from pynamodb.transactions import TransactWrite
 
+from tenant_kms import usage
 from tenant_kms.errors import Conflict, NotFound
 from tenant_kms.models import KeyVersion, TenantConfig, TenantRecord
 from tenant_kms.observability import count
-from tenant_kms.sealing import open_record, seal_record
+from tenant_kms.sealing import RecordKey, open_record, seal_record
 from tenant_kms.service import ACTIVE, RETIRED, TenantKms, b64, iso
 
 WRITE_ATTEMPTS = 5
+# Transactions of one chunk in flight at once, each counting on a usage row of its own.
+CONCURRENT_TRANSACTIONS = 4
 # DynamoDB's limits for one TransactWriteItems: 100 actions, 4 MB of items in all.
 TRANSACTION_ACTIONS = 100
 TRANSACTION_BYTES = 4_000_000
 # Why a chunk stopped early.
 _SPENT, _MOVED_ON = "spent", "moved_on"
+CONDITION_FAILED = "ConditionalCheckFailed"
+# What refused a record write.
+_RECORD, _USAGE = "record", "usage"
 # Spent versions one write may meet in a row (each took a whole budget of other writes).
 WRITE_ROTATIONS = 16
 
@@ -42,26 +51,26 @@ class Chunk:
 
 
 class _Batch:
-    """Records for one transaction: their puts plus one count per version stay within the
-    transaction's action and size limits (a record's attributes besides the ciphertext are
-    small; the margin covers them)."""
+    """Records for one transaction: their puts plus the counts stay within the transaction's
+    action and size limits (a record's attributes besides the ciphertext are small; the
+    margin covers them)."""
 
     PER_RECORD_BYTES = 1024
 
     def __init__(self) -> None:
         self.moves: list[tuple[TenantRecord, bytes]] = []
-        self.versions: set[int] = set()
+        self.leaving: set[tuple[int, int | None]] = set()
         self.bytes = 0
 
     def add(self, record: TenantRecord, ciphertext: bytes) -> None:
         self.moves.append((record, ciphertext))
-        self.versions.add(record.version)
+        self.leaving.add((record.version, record.usage_row))
         self.bytes += len(ciphertext) + len(record.name.encode()) + self.PER_RECORD_BYTES
 
     def fits(self, record: TenantRecord) -> bool:
         """Whether ``record`` fits too (its new ciphertext is the old one's size)."""
-        versions = len(self.versions | {record.version})
-        actions = len(self.moves) + 1 + 1 + versions  # the puts, the active version's count, one per old version
+        leaving = len(self.leaving | {(record.version, record.usage_row)})
+        actions = len(self.moves) + 1 + 1 + leaving  # the puts, a usage row of the active version, what they leave
         size = self.bytes + len(record.ciphertext) + len(record.name.encode()) + self.PER_RECORD_BYTES
         return actions <= TRANSACTION_ACTIONS and size <= TRANSACTION_BYTES
 
@@ -75,30 +84,43 @@ class TenantRecords:
     def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
         with self.kms.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
             attempts = rotations = 0
+            full: set[int] = set()  # usage rows of the active version found spent
             while attempts < WRITE_ATTEMPTS and rotations < WRITE_ROTATIONS:
                 config = self.kms.unsealed(self.kms.require_config(tenant_id))
-                row = self.kms.version_row(tenant_id, config.active_version)
+                row = self._with_usage_rows(self.kms.version_row(tenant_id, config.active_version))
                 entry.update(version=row.version, provider=row.provider)
                 session = self.kms.open_key(config, row)
                 existing = _get_record(tenant_id, name)
                 ciphertext = seal_record(session.record_key, tenant_id, name, row.version, value)
-                if self._write_record(row, name, ciphertext, existing):
+                usage_row = usage.pick(self.kms.settings.key_usage_budget, row, full)
+                refused = (
+                    _USAGE if usage_row is None else self._write_record(row, name, ciphertext, existing, usage_row)
+                )
+                if refused is None:
                     return {"name": name, "version": row.version}
-                if self._rotate_if_spent(config, row, actor=actor):
-                    rotations += 1  # not contention: the version's budget of writes landed
-                    continue
+                if refused == _USAGE:
+                    if self._rotate_if_spent(config, row, actor=actor):
+                        rotations += 1  # not contention: the version's budget of writes landed
+                        full = set()
+                        continue
+                    if usage_row is not None and self._row_spent(row, usage_row):
+                        full.add(usage_row)  # its share of the budget is sealed: another row has room
+                        continue
                 attempts += 1
                 if attempts < WRITE_ATTEMPTS:
                     self.kms.backoff.pause(attempts)  # another writer won the race: let it finish
             raise Conflict(f'record "{name}" of tenant {tenant_id} is being changed concurrently; retry')
 
-    def _write_record(self, active: KeyVersion, name: str, ciphertext: bytes, existing: TenantRecord | None) -> bool:
-        """Write a record under the active version, keeping every version's record count exact.
+    def _write_record(
+        self, active: KeyVersion, name: str, ciphertext: bytes, existing: TenantRecord | None, usage_row: int
+    ) -> str | None:
+        """Write a record under the active version, counted on its usage row ``usage_row``.
 
-        False when a condition failed: the version was retired, or spent its usage budget, or
-        the record changed, meanwhile.
+        None when written; else what refused it: the record (changed meanwhile) or the usage
+        row (the version was retired or erased, or the row's share of the budget is spent).
         """
         tenant_id = active.tenant_id
+        moves = existing is None or existing.version != active.version
         record = TenantRecord(
             tenant_id,
             name,
@@ -106,37 +128,62 @@ class TenantRecords:
             ciphertext=ciphertext,
             revision=(existing.revision + 1) if existing else 1,
             updated_at=iso(self.kms.clock()),
+            # A record rewritten under the same version stays counted where it was.
+            usage_row=usage_row if moves else existing.usage_row,
         )
-        # Every ciphertext stored counts against its version's usage budget; a write refused
-        # here stores nothing, so its nonce is never seen.
-        within_budget = (
-            (KeyVersion.status == ACTIVE)
-            & (KeyVersion.key_uid == active.key_uid)
-            & (KeyVersion.encryptions.does_not_exist() | (KeyVersion.encryptions < self.kms.settings.key_usage_budget))
-        )
-        moves = existing is None or existing.version != active.version
         try:
+            # pynamodb sends puts before updates: reason 0 is the record's, 1 the usage row's.
             with TransactWrite(connection=self.kms.connection) as tx:
-                tx.update(
-                    KeyVersion(tenant_id, active.version),
-                    actions=[KeyVersion.encryptions.add(1), *([KeyVersion.records.add(1)] if moves else [])],
-                    condition=within_budget,
-                )
-                if moves and existing is not None:
-                    tx.update(
-                        KeyVersion(tenant_id, existing.version),
-                        actions=[KeyVersion.records.add(-1)],
-                        condition=KeyVersion.records > 0,
-                    )
                 tx.save(
                     record,
                     condition=(TenantRecord.revision == existing.revision) & (TenantRecord.version == existing.version)
                     if existing is not None
                     else TenantRecord.name.does_not_exist(),
                 )
+                # Every ciphertext stored counts against its version's usage budget; a write
+                # refused here stores nothing, so its nonce is never seen.
+                usage.seal_under(
+                    tx,
+                    active,
+                    usage_row,
+                    sealed=1,
+                    moved_in=1 if moves else 0,
+                    budget=self.kms.settings.key_usage_budget,
+                )
+                if moves and existing is not None:
+                    usage.release(tx, tenant_id, existing.version, existing.usage_row, 1)
+        except TransactWriteError as error:
+            reasons = error.cancellation_reasons
+            return _USAGE if len(reasons) > 1 and reasons[1] is not None else _RECORD
+        return None
+
+    def _with_usage_rows(self, row: KeyVersion) -> KeyVersion:
+        """The active version with its usage rows: a version provisioned before they existed
+        gets them on its first write (one writer adds them; the others read them)."""
+        if row.usage_rows:
+            return row
+        try:
+            with TransactWrite(connection=self.kms.connection) as tx:
+                tx.update(
+                    KeyVersion(row.tenant_id, row.version),
+                    actions=[KeyVersion.usage_rows.set(usage.USAGE_ROWS)],
+                    condition=(KeyVersion.status == ACTIVE)
+                    & (KeyVersion.key_uid == row.key_uid)
+                    & KeyVersion.usage_rows.does_not_exist(),
+                )
+                usage.open_rows(tx, row.tenant_id, row.version, row.key_uid)
         except TransactWriteError:
-            return False
-        return True
+            pass  # another writer added them, or the version retired: the next read tells
+        try:
+            return KeyVersion.get(row.tenant_id, row.version, consistent_read=True)
+        except DoesNotExist:
+            return row  # erased meanwhile: the write finds no usage row and fails
+
+    def _row_spent(self, active: KeyVersion, number: int) -> bool:
+        counts = usage.version_usage(active)
+        row = counts.rows.get(number)
+        limit = usage.limits(self.kms.settings.key_usage_budget, active)[number]
+        return row is not None and row.closed_at is None and (row.encryptions or 0) >= limit
 
     def _rotate_if_spent(self, config: TenantConfig, spent: KeyVersion, *, actor: str) -> bool:
         """True when ``spent`` has sealed its budget of records (KEY_USAGE_BUDGET) and the next
@@ -163,7 +210,7 @@ class TenantRecords:
             provider=config.provider,
             version=version,
             retired_version=spent.version,
-            encryptions=current.encryptions,
+            encryptions=usage.encryptions_of(current, usage.version_usage(current)),
         )
         return True
 
@@ -173,7 +220,8 @@ class TenantRecords:
             current = KeyVersion.get(row.tenant_id, row.version, consistent_read=True)
         except DoesNotExist:
             return None
-        return current if (current.encryptions or 0) >= self.kms.settings.key_usage_budget else None
+        sealed = usage.encryptions_of(current, usage.version_usage(current))
+        return current if sealed >= self.kms.settings.key_usage_budget else None
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.kms.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
@@ -200,11 +248,7 @@ class TenantRecords:
                 try:
                     with TransactWrite(connection=self.kms.connection) as tx:
                         tx.delete(record, condition=TenantRecord.revision == record.revision)
-                        tx.update(
-                            KeyVersion(tenant_id, record.version),
-                            actions=[KeyVersion.records.add(-1)],
-                            condition=KeyVersion.records > 0,
-                        )
+                        usage.release(tx, tenant_id, record.version, record.usage_row, 1)
                 except TransactWriteError:
                     continue
                 return {"name": name, "deleted": True}
@@ -214,43 +258,60 @@ class TenantRecords:
         """Move the records after ``after`` (in name order) that are not on the active version,
         examining at most ``limit`` records, to the active version.
 
-        The records go in transactions of up to 100 actions: each record's conditional put
-        and one count per version. Resumable and safe to run twice or concurrently: a record
-        is replaced only if it still holds what was read; when a caller's write got there
-        first, only that record is dropped from the transaction (the caller's write wins)
-        and the rest are written. One unwrap per (tenant, version), thanks to the session cache.
+        The records go in transactions of up to 100 actions: each record's conditional put,
+        the active version's count and the counts they leave. Resumable and safe to run
+        twice or concurrently: a record is replaced only if it still holds what was read;
+        when a caller's write got there first, only that record is dropped from the
+        transaction (the caller's write wins) and the rest are written. One unwrap per
+        (tenant, version), thanks to the session cache.
 
         A record moved by ``job_id`` is marked so: when a crash lost the count of a chunk, the
         job runs it again from the same ``after`` and counts those records as migrated once.
         """
         config = self.kms.unsealed(self.kms.require_config(tenant_id))
-        active = self.kms.version_row(tenant_id, config.active_version)
+        active = self._with_usage_rows(self.kms.version_row(tenant_id, config.active_version))
         page, cursor = _records_after(tenant_id, after, limit)
-        versions: dict[int, KeyVersion] = {}
+        keys: dict[int, RecordKey] = {}
         migrated = skipped = 0
+        stopped: str | None = None
         batch = _Batch()
         stale = [record for record in page if record.version != active.version]
         if job_id is not None:
             # Moved by this job in a run whose count was lost (a worker died before it landed).
             migrated = sum(1 for r in page if r.version == active.version and r.rewrap_job == job_id)
-        for position, record in enumerate(stale):
-            if record.version not in versions:
-                versions[record.version] = self.kms.version_row(tenant_id, record.version)
-            old_key = self.kms.open_key(config, versions[record.version])
-            new_key = self.kms.open_key(config, active)
-            plaintext = open_record(old_key.tmk, tenant_id, record.name, record.version, record.ciphertext)
-            ciphertext = seal_record(new_key.tmk, tenant_id, record.name, active.version, plaintext)
-            batch.add(record, ciphertext)
-            if position + 1 < len(stale) and batch.fits(stale[position + 1]):
-                continue
-            moved, dropped, stop = self._move(active, batch.moves, job_id)
-            migrated, skipped, batch = migrated + moved, skipped + dropped, _Batch()
+        if stale:
+            new_key = self.kms.open_key(config, active).record_key
+        in_flight: list[Future] = []
+
+        def settle(future: Future) -> None:
+            nonlocal migrated, skipped, stopped
+            moved, dropped, stop = future.result()
+            migrated, skipped, stopped = migrated + moved, skipped + dropped, stopped or stop
             count("RecordsRewrapped", moved)
-            if stop:
-                # Budget spent: no version for the migration alone; a caller's next write
-                # provisions the next one, and the migration goes on there from this page.
-                # Active version moved on: the next chunk moves the page to that one.
-                return Chunk(migrated, skipped, cursor=after, blocked=stop == _SPENT)
+
+        # The next transaction is sealed while earlier ones are in flight.
+        with ThreadPoolExecutor(CONCURRENT_TRANSACTIONS) as pool:
+            for position, record in enumerate(stale):
+                if record.version not in keys:
+                    old_row = self.kms.version_row(tenant_id, record.version)
+                    keys[record.version] = self.kms.open_key(config, old_row).record_key
+                plaintext = open_record(keys[record.version], tenant_id, record.name, record.version, record.ciphertext)
+                batch.add(record, seal_record(new_key, tenant_id, record.name, active.version, plaintext))
+                if position + 1 < len(stale) and batch.fits(stale[position + 1]):
+                    continue
+                if len(in_flight) == CONCURRENT_TRANSACTIONS:
+                    settle(in_flight.pop(0))
+                if stopped:
+                    break
+                in_flight.append(pool.submit(self._move, active, batch.moves, job_id))
+                batch = _Batch()
+            for future in in_flight:
+                settle(future)
+        if stopped:
+            # Budget spent: no version for the migration alone; a caller's next write
+            # provisions the next one, and the migration goes on there from this page.
+            # Active version moved on: the next chunk moves the page to that one.
+            return Chunk(migrated, skipped, cursor=after, blocked=stopped == _SPENT)
         return Chunk(migrated, skipped, cursor=cursor)
 
     def _move(
@@ -260,16 +321,31 @@ class TenantRecords:
         caller changed meanwhile. (written, dropped, why the rest could not be written)."""
         tenant_id, budget = active.tenant_id, self.kms.settings.key_usage_budget
         now = iso(self.kms.clock())
-        dropped = 0
+        dropped = refusals = 0
         stop = None
         while moves:
-            leaving: dict[int, int] = {}
-            for record, _ in moves:
-                leaving[record.version] = leaving.get(record.version, 0) + 1
+            counts = usage.version_usage(active)
+            if not usage.is_open(active, counts):
+                return 0, dropped, _MOVED_ON
+            allocation = usage.allocate(budget, active, counts, len(moves))
+            if sum(allocation.values()) < len(moves):
+                # The rest stay where they are; the migration comes back for them.
+                moves, stop = moves[: sum(allocation.values())], _SPENT
+                if not moves:
+                    break
+            leaving = Counter((record.version, record.usage_row) for record, _ in moves)
+            if len(moves) + len(allocation) + len(leaving) > TRANSACTION_ACTIONS:
+                half = len(moves) // 2
+                first = self._move(active, moves[:half], job_id)
+                if first[2] == _MOVED_ON:
+                    return first[0], dropped + first[1], _MOVED_ON
+                second = self._move(active, moves[half:], job_id)
+                return first[0] + second[0], dropped + first[1] + second[1], second[2] or first[2] or stop
+            rows = [number for number, taken in allocation.items() for _ in range(taken)]
             try:
                 # pynamodb sends the puts first, then the updates: reason i is moves[i]'s.
                 with TransactWrite(connection=self.kms.connection) as tx:
-                    for record, ciphertext in moves:
+                    for (record, ciphertext), usage_row in zip(moves, rows, strict=True):
                         tx.save(
                             TenantRecord(
                                 tenant_id,
@@ -279,72 +355,54 @@ class TenantRecords:
                                 revision=record.revision + 1,
                                 updated_at=now,
                                 rewrap_job=job_id,
+                                usage_row=usage_row,
                             ),
                             condition=(TenantRecord.revision == record.revision)
                             & (TenantRecord.version == record.version),
                         )
-                    n = len(moves)
-                    within_budget = KeyVersion.encryptions <= budget - n
-                    if n <= budget:
-                        within_budget |= KeyVersion.encryptions.does_not_exist()
-                    tx.update(
-                        KeyVersion(tenant_id, active.version),
-                        actions=[KeyVersion.encryptions.add(n), KeyVersion.records.add(n)],
-                        condition=(KeyVersion.status == ACTIVE)
-                        & (KeyVersion.key_uid == active.key_uid)
-                        & within_budget,
-                    )
-                    for version, leaving_count in leaving.items():
-                        tx.update(
-                            KeyVersion(tenant_id, version),
-                            actions=[KeyVersion.records.add(-leaving_count)],
-                            condition=KeyVersion.records >= leaving_count,
-                        )
+                    for number, taken in allocation.items():
+                        usage.seal_under(tx, active, number, sealed=taken, moved_in=taken, budget=budget)
+                    for (version, usage_row), leaving_count in leaving.items():
+                        usage.release(tx, tenant_id, version, usage_row, leaving_count)
             except TransactWriteError as error:
                 reasons = error.cancellation_reasons
                 if not reasons:
                     raise
-                changed = {i for i, reason in enumerate(reasons[: len(moves)]) if reason is not None}
+                changed = {
+                    i
+                    for i, reason in enumerate(reasons[: len(moves)])
+                    if reason is not None and reason.code == CONDITION_FAILED
+                }
                 if changed:
                     dropped += len(changed)
                     moves = [move for i, move in enumerate(moves) if i not in changed]
                     continue
-                room = self._room(active)
-                if room is None:
-                    return 0, dropped, _MOVED_ON
-                if room < len(moves):
-                    # The rest stay where they are; the migration comes back for them.
-                    moves, stop = moves[:room], _SPENT
-                    continue
+                refusals += 1
+                if refusals < WRITE_ATTEMPTS and any(reasons[len(moves) : len(moves) + len(allocation)]):
+                    continue  # the usage rows moved on (retired, or filled by callers): read them again
                 raise Conflict(f"the record counts of tenant {tenant_id} changed concurrently; retry") from None
             return len(moves), dropped, stop
         return 0, dropped, stop
 
-    def _room(self, active: KeyVersion) -> int | None:
-        """Records the active version may still seal; None once it is no longer the active one."""
-        try:
-            current = KeyVersion.get(active.tenant_id, active.version, consistent_read=True)
-        except DoesNotExist:
-            return None
-        if current.status != ACTIVE or current.key_uid != active.key_uid:
-            return None
-        return max(0, self.kms.settings.key_usage_budget - (current.encryptions or 0))
-
     @staticmethod
     def pending_rewrap(tenant_id: str) -> int:
         """Records still sealed under a retired version."""
-        return sum(row.records for row in KeyVersion.query(tenant_id, consistent_read=True) if row.status == RETIRED)
+        counts = usage.tenant_usage(tenant_id)
+        return sum(
+            usage.records_of(row, counts.get(row.version))
+            for row in KeyVersion.query(tenant_id, consistent_read=True)
+            if row.status == RETIRED
+        )
 
-    @staticmethod
-    def tenants_pending_rewrap() -> list[str]:
-        pending = {
+    @classmethod
+    def tenants_pending_rewrap(cls) -> list[str]:
+        retiring = {
             row.tenant_id
             for row in KeyVersion.scan(
-                filter_condition=(KeyVersion.status == RETIRED) & (KeyVersion.records > 0),
-                attributes_to_get=["tenant_id", "version", "status", "records"],
+                filter_condition=KeyVersion.status == RETIRED, attributes_to_get=["tenant_id", "version", "status"]
             )
         }
-        return sorted(pending)
+        return sorted(tenant for tenant in retiring if cls.pending_rewrap(tenant))
 
 
 def _records_after(tenant_id: str, after: str | None, limit: int) -> tuple[list[TenantRecord], str | None]:

@@ -30,6 +30,7 @@ from kms_wrapping import (
     WrappedKey,
 )
 from kms_wrapping import ProviderUnavailable as WrapperUnavailable
+from tenant_kms import usage
 from tenant_kms.erasure import ERASING, erase_tenant, erasing_message
 from tenant_kms.errors import (
     Conflict,
@@ -128,7 +129,9 @@ class TenantKms:
         }
 
     def list_versions(self, tenant_id: str) -> list[dict[str, Any]]:
-        return [_version_view(row) for row in KeyVersion.query(tenant_id, consistent_read=True)]
+        rows = list(KeyVersion.query(tenant_id, consistent_read=True))
+        counts = usage.tenant_usage(tenant_id)
+        return [_version_view(row, counts.get(row.version)) for row in rows]
 
     # ------------------------------------------------------------- providers
 
@@ -269,8 +272,10 @@ class TenantKms:
             key_uid=key_uid,
             wrapped_key=wrapped.ciphertext,
             records=0,
+            usage_rows=usage.USAGE_ROWS,
             created_at=now,
         )
+        retiring = self._retiring(tenant_id, previous)
         try:
             with TransactWrite(connection=self.connection) as tx:
                 if existing is None:
@@ -306,17 +311,29 @@ class TenantKms:
                         ]
                     tx.update(existing, actions=actions, condition=TenantConfig.revision == existing.revision)
                 tx.save(row, condition=KeyVersion.tenant_id.does_not_exist())
-                if previous:
+                usage.open_rows(tx, tenant_id, version, key_uid)
+                if retiring is not None:
+                    # Its usage rows close with it: no write seals under it from here on.
                     tx.update(
                         KeyVersion(tenant_id, previous),
                         actions=[KeyVersion.status.set(RETIRED), KeyVersion.retired_at.set(now)],
-                        condition=KeyVersion.status == ACTIVE,
+                        condition=(KeyVersion.status == ACTIVE) & _same_usage_rows(retiring),
                     )
+                    usage.close_rows(tx, retiring, now)
         except TransactWriteError:
             raise Conflict(f"the keys of tenant {tenant_id} changed concurrently; retry") from None
         self.cache.put((tenant_id, version, key_uid), tmk, session_ttl(self.settings, provider))
         count("KeyVersionsProvisioned")
         return version
+
+    def _retiring(self, tenant_id: str, previous: int) -> KeyVersion | None:
+        """The version a provision retires (None for a tenant's first), as it is now."""
+        if not previous:
+            return None
+        try:
+            return KeyVersion.get(tenant_id, previous, consistent_read=True)
+        except DoesNotExist:
+            raise Conflict(f"the keys of tenant {tenant_id} changed concurrently; retry") from None
 
     def verify(self, tenant_id: str, *, actor: str) -> dict[str, Any]:
         """Probe the current config and record the outcome; never changes the keys."""
@@ -345,29 +362,38 @@ class TenantKms:
         return {"ok": error is None, "last_verified_at": config.last_verified_at, "last_verify_error": error}
 
     def destroy_version(self, tenant_id: str, version: int, *, actor: str) -> None:
-        """Cryptographic erasure of a retired version that no record references."""
+        """Cryptographic erasure of a retired version that no record references: the version
+        row's own count and every usage row at zero, checked in the transaction that destroys."""
         with self.audit.operation("destroy_version", actor=actor, tenant_id=tenant_id, version=version) as entry:
             try:
-                KeyVersion(tenant_id, version).update(
-                    actions=[
-                        KeyVersion.status.set(DESTROYED),
-                        KeyVersion.wrapped_key.remove(),
-                        KeyVersion.destroyed_at.set(iso(self.clock())),
-                    ],
-                    condition=(KeyVersion.status == RETIRED) & (KeyVersion.records == 0),
-                )
-            except UpdateError:
+                row = KeyVersion.get(tenant_id, version, consistent_read=True)
+            except DoesNotExist:
+                raise NotFound(f"tenant {tenant_id} has no key version {version}") from None
+            entry["provider"] = row.provider
+            try:
+                with TransactWrite(connection=self.connection) as tx:
+                    tx.update(
+                        KeyVersion(tenant_id, version),
+                        actions=[
+                            KeyVersion.status.set(DESTROYED),
+                            KeyVersion.wrapped_key.remove(),
+                            KeyVersion.destroyed_at.set(iso(self.clock())),
+                        ],
+                        condition=(KeyVersion.status == RETIRED) & (KeyVersion.records == 0) & _same_usage_rows(row),
+                    )
+                    usage.check_unreferenced(tx, row)
+            except TransactWriteError:
                 try:
                     row = KeyVersion.get(tenant_id, version, consistent_read=True)
                 except DoesNotExist:
                     raise NotFound(f"tenant {tenant_id} has no key version {version}") from None
-                entry["provider"] = row.provider
                 if row.status == DESTROYED:
                     entry["outcome"] = "already_destroyed"
                     return
                 if row.status == ACTIVE:
                     raise Conflict(f"key version {version} is active; provision a new version first") from None
-                raise Conflict(f"key version {version} still seals {row.records} records; run rewrap first") from None
+                records = usage.records_of(row, usage.version_usage(row))
+                raise Conflict(f"key version {version} still seals {records} records; run rewrap first") from None
             finally:
                 self.cache.evict(tenant_id, version)
 
@@ -478,7 +504,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _version_view(row: KeyVersion) -> dict[str, Any]:
+def _version_view(row: KeyVersion, counts: usage.Usage | None) -> dict[str, Any]:
     return {
         "version": row.version,
         "status": row.status,
@@ -487,6 +513,13 @@ def _version_view(row: KeyVersion) -> dict[str, Any]:
         "created_at": row.created_at,
         "retired_at": row.retired_at,
         "destroyed_at": row.destroyed_at,
-        "records": row.records,
-        "encryptions": row.encryptions or 0,
+        "records": usage.records_of(row, counts),
+        "encryptions": usage.encryptions_of(row, counts),
     }
+
+
+def _same_usage_rows(row: KeyVersion):
+    """The version still has the usage rows ``row`` was read with (none: none added since)."""
+    if row.usage_rows is None:
+        return KeyVersion.usage_rows.does_not_exist()
+    return KeyVersion.usage_rows == row.usage_rows

@@ -286,12 +286,12 @@ def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, 
     kms.provision(tenant_id, actor="alice")
     records.put_record(tenant_id, "b", b"2", actor="app")
     records.put_record(tenant_id, "c", b"3", actor="app")
-    assert {v: row["records"]["N"] for v, row in version_rows(tenant_id).items()} == {1: "1", 2: "2"}
+    assert {v["version"]: v["records"] for v in kms.list_versions(tenant_id)} == {1: 1, 2: 2}
     with structured_logs() as logs:
         assert records.delete_record(tenant_id, "a", actor="app") == {"name": "a", "deleted": True}
         assert records.delete_record(tenant_id, "b", actor="app") == {"name": "b", "deleted": True}
     assert set(record_rows(tenant_id)) == {"c"}
-    assert {v: row["records"]["N"] for v, row in version_rows(tenant_id).items()} == {1: "0", 2: "1"}
+    assert {v["version"]: v["records"] for v in kms.list_versions(tenant_id)} == {1: 0, 2: 1}
     deleted = [
         (e["actor"], e["tenant_id"], e["version"], e["record"], e["outcome"])
         for e in audit_entries(logs.getvalue(), "delete_record")
