@@ -29,7 +29,7 @@ after_hot_path = loaded(("grpc", "google", "azure", "aws_xray_sdk"))
 for logical_id in sorted(set(specs) - set(hot)):
     load_handler_module(*specs[logical_id], fresh_name="fn_" + logical_id)
 print("RESULT " + json.dumps({"functions": sorted(specs), "hot_path": after_hot_path,
-                              "all": loaded(("grpc", "google", "azure"))}))
+                              "all": loaded(("grpc", "google", "azure", "aws_xray_sdk"))}))
 """
 
 
@@ -53,10 +53,10 @@ def test_the_service_and_the_identity_module_do_not_import_boto3():
     assert run(script).strip() == "False"
 
 
-def test_no_handler_module_imports_a_cloud_sdk_and_the_hot_path_skips_xray():
+def test_no_handler_module_imports_a_cloud_sdk_or_xray():
     """Catches a module-level import of grpc, google.* (google.api_core, google.protobuf, google.auth,
-    Cloud KMS) or azure.* in any function's handler or anything it imports at start-up, and of
-    aws_xray_sdk in the unwrap and tenant data handlers."""
+    Cloud KMS), azure.* or aws_xray_sdk in any function's handler or anything it imports at
+    start-up (the admin functions' tracer loads the X-Ray SDK on the first invocation)."""
     env = {
         "PATH": "/usr/bin:/bin",
         "AWS_REGION": "us-east-1",
@@ -71,3 +71,23 @@ def test_no_handler_module_imports_a_cloud_sdk_and_the_hot_path_skips_xray():
     assert set(HOT_PATH) < set(answer["functions"]) and len(answer["functions"]) >= 8
     assert answer["hot_path"] == []
     assert answer["all"] == []
+
+
+def test_the_admin_tracer_is_built_by_the_first_invocation_and_kept():
+    """Catches the tracer being built at import again (the X-Ray SDK's cost back in every admin
+    function's cold import), per invocation, or a traced handler losing its answer."""
+    script = """
+import sys
+from tenant_kms.tracing import tracer
+
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event, context):
+    return {"echo": event["n"]}
+
+before = "aws_xray_sdk.core" in sys.modules
+answers = [handler({"n": n}, None) for n in (1, 2)]
+built = tracer.tracer
+print(before, answers == [{"echo": 1}, {"echo": 2}], "aws_xray_sdk.core" in sys.modules, handler.__name__)
+assert tracer.tracer is built
+"""
+    assert run(script).split() == ["False", "True", "True", "handler"]
