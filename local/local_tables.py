@@ -17,6 +17,7 @@ TABLE_SETTINGS = {
     "TenantDataTable": "TENANT_DATA_TABLE",
     "IdempotencyTable": "IDEMPOTENCY_TABLE",
     "JobTable": "JOB_TABLE",
+    "SweepTable": "SWEEP_TABLE",
 }
 
 

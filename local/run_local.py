@@ -36,6 +36,7 @@ LOCAL_TABLES = {
     "TenantDataTable": "tenant-kms-tenant-data",
     "IdempotencyTable": "tenant-kms-idempotency",
     "JobTable": "tenant-kms-jobs",
+    "SweepTable": "tenant-kms-sweeps",
 }
 RUNNERS = ("auto", "sam", "gateway")
 
@@ -52,7 +53,8 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
             if ref in tables:
                 return tables[ref]
             if ref not in parameters:
-                # Deployed-only resources (the job queue): local runs drive jobs by direct invoke.
+                # Deployed-only resources (the job and sweep queues): local runs drive jobs by direct
+                # invoke, and sweeps need SQS (moto's, in the tests).
                 return ""
             parameter = parameters[ref]
             default = str(parameter.get("Default", ""))

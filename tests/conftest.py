@@ -87,3 +87,12 @@ def moto_server():
     with key_states_enforced():
         yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture
+def queues(moto_server, monkeypatch):
+    """The sweeps' queues, the test's own, on moto's SQS; functions built afterwards use them."""
+    from deployment import own_queues
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server)
+    return own_queues(monkeypatch)

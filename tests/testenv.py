@@ -16,6 +16,7 @@ TABLES = {
     "TenantDataTable": f"tkms-tenant-data-{RUN}",
     "IdempotencyTable": f"tkms-idempotency-{RUN}",
     "JobTable": f"tkms-jobs-{RUN}",
+    "SweepTable": f"tkms-sweeps-{RUN}",
 }
 # The tables keyed by tenant_id (idempotency records are keyed by a hash of tenant and key).
 TENANT_TABLES = {k: v for k, v in TABLES.items() if k != "IdempotencyTable"}
@@ -33,6 +34,7 @@ os.environ.update(
     JOB_TABLE=TABLES["JobTable"],
     # Batches back to back unless a test sets the rate (it then drives its own clock).
     REWRAP_BATCH_INTERVAL_SECONDS="0",
+    SWEEP_TABLE=TABLES["SweepTable"],
     MASTER_KEY_B64=base64.b64encode(MASTER_KEY).decode(),
     POWERTOOLS_TRACE_DISABLED="true",
     POWERTOOLS_DEV="false",

@@ -1,14 +1,16 @@
-"""Admin API: probe a tenant's current config, and unseal a sealed tenant. On schedule:
-re-verify every tenant, so a broken BYOK grant is reported before the tenant seals (after
-finishing any erasure an interruption left behind); and,
-every minute, re-poll the sealed tenants, so a restored grant unseals within a minute."""
+"""Admin API: probe a tenant's current config, and unseal a sealed tenant. On schedule, two
+sweeps fan out over the tenants through their queues (tenant_kms.sweeps): the re-verify of
+every tenant, so a broken BYOK grant is reported before the tenant seals (finishing any
+erasure an interruption left behind), and, every minute, the re-poll of sealed tenants, so a
+restored grant unseals within a minute. The same function visits the sweeps' units."""
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tenant_kms import sweeps as sweep
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.observability import logger, metrics
-from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled, run_until_deadline
+from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
@@ -17,6 +19,11 @@ from tenant_kms.unsealing import Unsealing
 settings = Settings.from_env()
 service = TenantKms(settings)
 unsealing = Unsealing(service)
+sweeps = sweep.Sweeps(
+    [sweep.reverify(service, settings.reverify_queue_url), sweep.repoll(unsealing, settings.repoll_queue_url)],
+    clock=service.clock,
+    region=settings.region,
+)
 app = admin_resolver()
 
 
@@ -34,13 +41,10 @@ def unseal():
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if sweep.is_unit_batch(event):
+        return sweeps.visit(event, context)
     if is_repoll(event):
-        return run_until_deadline(unsealing.sealed_tenants(), unsealing.repoll, context, budget_ms=REPOLL_BUDGET_MS)
+        return sweeps.run(sweep.REPOLL, context, budget_ms=REPOLL_BUDGET_MS)
     if is_scheduled(event):
-        # Erasures an interruption left behind are finished first: they hold no usable key.
-        erasures = run_until_deadline(
-            service.erasing_tenants(), lambda t: service.erase(t, actor="schedule") or {}, context
-        )
-        summary = run_until_deadline(service.tenants(), lambda t: service.verify(t, actor="schedule"), context)
-        return {**summary, "erasures": {"finished": erasures["tenants_done"], "failed": erasures["failed"]}}
+        return sweeps.run(sweep.REVERIFY, context)
     return handle_admin(app, event, context, settings, service.clock)

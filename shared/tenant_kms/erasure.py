@@ -5,7 +5,8 @@ Steps, each durable before the next starts:
    that read the old config can commit); from here on every key operation is refused;
 2. every key version row of the tenant is deleted, wrapped key and all, with the usage
    rows that count its records: from this moment the tenant's data is unreadable by anyone;
-3. the tenant's records, its jobs, its issued external id, then the config row go.
+3. the tenant's records, its jobs, its issued external id and the sweeps' visits of it,
+   then the config row go.
 
 An interruption anywhere (throttling that outlasts the retries, a killed instance) leaves
 the tenant ``erasing`` with no wrapped key left once any record or the config has gone;
@@ -18,7 +19,7 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from tenant_kms.errors import Conflict, NotFound
 from tenant_kms.identity import forget_external_id
-from tenant_kms.models import Job, KeyVersion, TenantConfig, TenantRecord, VersionUsage
+from tenant_kms.models import Job, KeyVersion, SweepVisit, TenantConfig, TenantRecord, VersionUsage
 
 ERASING = "erasing"
 # A writer that read a version row before the fence may still add to it; its write fails
@@ -38,6 +39,7 @@ def erase_tenant(tenant_id: str) -> None:
     _delete_jobs(tenant_id)
     # The issued external id goes too: a later tenant of that name is a new tenant.
     had_external_id = forget_external_id(tenant_id)
+    _forget_visits(tenant_id)
     if not (fenced or versions or records or had_external_id):
         raise NotFound(f"tenant {tenant_id} does not exist")
     if fenced:
@@ -104,3 +106,12 @@ def _delete_jobs(tenant_id: str) -> None:
     with Job.batch_write() as batch:
         for row in rows:
             batch.delete(row)
+
+
+def _forget_visits(tenant_id: str) -> None:
+    if SweepVisit.Meta.table_name == "unbound":
+        return  # a function without the sweep table (local runs) holds no visits to forget
+    visits = list(SweepVisit.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "sweep"]))
+    with SweepVisit.batch_write() as batch:
+        for visit in visits:
+            batch.delete(visit)

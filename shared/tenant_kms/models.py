@@ -11,14 +11,27 @@ from __future__ import annotations
 from pynamodb.attributes import (
     BinaryAttribute,
     JSONAttribute,
+    MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
 )
 from pynamodb.connection import Connection
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from tenant_kms.settings import Settings
 from tenant_kms.storage import Backoff, StorageConnection
+
+
+class SealedTenants(GlobalSecondaryIndex):
+    """Sparse: only a sealed tenant's row has ``sealed_at``, so the minute's re-poll reads the
+    sealed tenants and nothing else."""
+
+    class Meta:
+        index_name = "sealed-tenants"
+        projection = KeysOnlyProjection()
+
+    sealed_at = UnicodeAttribute(hash_key=True)
 
 
 class TenantConfig(Model):
@@ -39,6 +52,7 @@ class TenantConfig(Model):
     sealed_at = UnicodeAttribute(null=True)
     last_verified_at = UnicodeAttribute(null=True)
     last_verify_error = UnicodeAttribute(null=True)
+    sealed = SealedTenants()
 
 
 class KeyVersion(Model):
@@ -172,6 +186,48 @@ class RunningJob(Model):
         return f"running#{kind}"
 
 
+# The sweeps' own rows share the sweep table under a partition no tenant id can name ('#').
+SWEEP_RUNS = "#sweeps"
+
+
+class SweepRun(Model):
+    """Where one sweep (re-verify, re-poll, ...) stands: the scan position after the last page
+    whose units were sent, and what its visits added up to."""
+
+    class Meta:
+        table_name = "unbound"
+
+    partition = UnicodeAttribute(hash_key=True, attr_name="tenant_id", default=SWEEP_RUNS)
+    sweep = UnicodeAttribute(range_key=True)
+    sweep_id = UnicodeAttribute()  # ordered by start: a later sweep's id sorts after
+    status = UnicodeAttribute()  # paging | paged
+    position = UnicodeAttribute(null=True)  # the scan's last evaluated key, as JSON
+    pages = NumberAttribute(default=0)  # bumped with every page: guards two runs advancing at once
+    sent = NumberAttribute(default=0)  # units of the pages recorded here, each tenant once
+    visited = NumberAttribute(default=0)
+    totals = MapAttribute(default=dict)  # what the visits reported, summed
+    started_at = UnicodeAttribute()
+    paged_at = UnicodeAttribute(null=True)
+
+
+class SweepVisit(Model):
+    """A tenant's visit by a sweep: claimed by one unit, then done. The next sweep's id
+    replaces it; a unit of an older sweep than the one recorded does nothing."""
+
+    class Meta:
+        table_name = "unbound"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sweep = UnicodeAttribute(range_key=True)
+    sweep_id = UnicodeAttribute()
+    state = UnicodeAttribute()  # claimed | done
+    claim = UnicodeAttribute()  # the unit holding the claim
+    lease_until = NumberAttribute()  # epoch seconds; a claim past it was lost with its worker
+    visited_at = UnicodeAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)  # what the visit found, e.g. active, failed:provider_unavailable
+    expires_at = NumberAttribute()  # TTL: a visit of a tenant no longer swept goes by itself
+
+
 MODELS = (TenantConfig, KeyVersion, TenantRecord)
 
 
@@ -187,6 +243,8 @@ def bind_tables(settings: Settings, backoff: Backoff | None = None) -> Connectio
         (TenantRecord, settings.tenant_data_table),
         (Job, settings.job_table or "unbound"),
         (RunningJob, settings.job_table or "unbound"),
+        (SweepRun, settings.sweep_table or "unbound"),
+        (SweepVisit, settings.sweep_table or "unbound"),
     ):
         model.Meta.table_name = table
         model.Meta.region = settings.region

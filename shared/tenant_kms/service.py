@@ -405,13 +405,6 @@ class TenantKms:
             self.cache.evict(tenant_id)
             count("TenantsErased")
 
-    def erasing_tenants(self) -> list[str]:
-        """Tenants whose erasure was interrupted: the schedule finishes them."""
-        return [
-            c.tenant_id
-            for c in TenantConfig.scan(filter_condition=TenantConfig.status == ERASING, attributes_to_get=["tenant_id"])
-        ]
-
     # ------------------------------------------------------------------ keys
 
     def unsealed(self, config: TenantConfig) -> TenantConfig:
@@ -493,11 +486,6 @@ class TenantKms:
             "ttl_seconds": max(0, int(session.expires_at - now)),
             "provider": row.provider,
         }
-
-    def tenants(self) -> list[str]:
-        return [
-            c.tenant_id for c in TenantConfig.scan(attributes_to_get=["tenant_id", "status"]) if c.status != ERASING
-        ]
 
 
 def b64(data: bytes) -> str:

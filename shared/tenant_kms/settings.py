@@ -93,6 +93,11 @@ class Settings:
     job_queue_url: str = ""
     rewrap_batch_records: int = 100
     rewrap_batch_interval_seconds: int = 5
+    # Sweeps: visits and positions, and the queues each sweep's units go to (only the
+    # functions that run that sweep have its queue).
+    sweep_table: str = ""
+    reverify_queue_url: str = ""
+    repoll_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +142,9 @@ class Settings:
             rewrap_batch_records=_int(env, "REWRAP_BATCH_RECORDS", 100, low=1, high=1000),
             # SQS delays a message by 900 s at most.
             rewrap_batch_interval_seconds=_int(env, "REWRAP_BATCH_INTERVAL_SECONDS", 5, low=0, high=900),
+            sweep_table=env.get("SWEEP_TABLE", "").strip(),
+            reverify_queue_url=env.get("REVERIFY_QUEUE_URL", "").strip(),
+            repoll_queue_url=env.get("REPOLL_QUEUE_URL", "").strip(),
         )
         if settings.admin_authorizer not in ADMIN_AUTHORIZERS:
             raise ConfigurationError(

@@ -1,10 +1,9 @@
 """Lifting a seal: only when the tenant's active version unwraps again, through the unseal
-route or the scheduled re-poll of sealed tenants. (Sealing itself happens where a key is
+route or the scheduled re-poll of sealed tenants (tenant_kms.sweeps). (Sealing itself happens where a key is
 opened: TenantKms.open_key.)"""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -61,12 +60,3 @@ class Unsealing:
         except Conflict:
             pass  # unsealed meanwhile (configure, the route), or erased
         return {"status": self.kms.config_view(tenant_id)["status"]}
-
-    def sealed_tenants(self) -> list[str]:
-        """In a random order: when one run cannot try them all, the next does not start over with the same ones."""
-        sealed = [
-            c.tenant_id
-            for c in TenantConfig.scan(filter_condition=TenantConfig.status == SEALED, attributes_to_get=["tenant_id"])
-        ]
-        secrets.SystemRandom().shuffle(sealed)
-        return sealed

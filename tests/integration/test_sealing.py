@@ -23,6 +23,8 @@ from support import (
 )
 from testenv import TABLES
 
+from tenant_kms.sweeps import REPOLL, Sweeps
+
 
 def version_row(tenant_id: str, version: int) -> dict:
     key = {"tenant_id": {"S": tenant_id}, "version": {"N": str(version)}}
@@ -33,9 +35,16 @@ def put_version_row(row: dict) -> None:
     boto3.client("dynamodb").put_item(TableName=TABLES["KeyVersionTable"], Item=row)
 
 
-def repoll() -> dict:
-    """The scheduled re-poll with its deployed timeout: other tests' sealed tenants share the tables."""
-    return Function("verify")(sample("verify_repoll_sealed"), timeout_ms=300_000)
+def repoll(queues) -> dict:
+    """The scheduled re-poll through its queue, with the deployed timeout: other tests' sealed
+    tenants share the tables. The sweep's status afterwards."""
+    return queues.sweep("verify", sample("verify_repoll_sealed"), timeout_ms=300_000)
+
+
+def repolled(tenant_id: str) -> str | None:
+    """What the last re-poll found for the tenant, or None if it was not visited."""
+    visit = Sweeps.visit_of(REPOLL, tenant_id)
+    return visit and visit["outcome"]
 
 
 def view(tenant_id: str) -> dict:
@@ -133,7 +142,7 @@ def test_unseal_lifts_the_seal_only_when_the_active_version_unwraps(tenant_id):
     assert (status, body["error"]["code"]) == (404, "not_found")
 
 
-def test_the_scheduled_repoll_unseals_only_tenants_whose_active_version_unwraps(tenant_id, capsys):
+def test_the_scheduled_repoll_unseals_only_tenants_whose_active_version_unwraps(tenant_id, queues, capsys):
     # Given two sealed tenants, of which only one has its active version back, and an active one
     fixed, still_refused, untouched = tenant_id, f"{tenant_id}-refused", f"{tenant_id}-active"
     _, intact = sealed_by_the_active_version(fixed)
@@ -142,21 +151,20 @@ def test_the_scheduled_repoll_unseals_only_tenants_whose_active_version_unwraps(
     put_version_row(intact)
     capsys.readouterr()
 
-    # When the re-poll runs with the input its schedule sends
+    # When the re-poll runs with the input its schedule sends, and its queue's units are visited
     with structured_logs() as logs:
-        summary = repoll()
+        summary = repoll(queues)
 
     # Then the fixed tenant is active again, the refused one stays sealed, the active one is not probed
-    results = {r["tenant_id"]: r for r in summary["results"]}
-    assert results[fixed]["status"] == "active" and view(fixed)["status"] == "active"
-    assert results[still_refused]["status"] == "sealed" and view(still_refused)["status"] == "sealed"
-    assert "version 2" in results[still_refused]["reason"]
+    assert repolled(fixed) == "active" and view(fixed)["status"] == "active"
+    assert repolled(still_refused) == "sealed" and view(still_refused)["status"] == "sealed"
+    assert "still refuses version 2" in logs.getvalue()
     # (other tests' sealed tenants share the tables: only this test's tenants are judged)
-    assert untouched not in results and [f for f in summary["failed"] if f["tenant_id"].startswith(tenant_id)] == []
+    assert repolled(untouched) is None and summary["finished"]
     assert '"action":"unseal","actor":"schedule"' in logs.getvalue()
     # One TenantsUnsealed per tenant the run unsealed (another test's tenant may be among them)
-    unsealed = [r for r in summary["results"] if r["status"] == "active"]
-    assert _metric_values(capsys.readouterr().out, "TenantsUnsealed") == [1.0] * len(unsealed)
+    unsealed = summary["totals"]["active"]
+    assert _metric_values(capsys.readouterr().out, "TenantsUnsealed") == [1.0] * unsealed
     assert read_record(Function("tenant_data"), fixed, "a") == (b"a", 1)
 
 

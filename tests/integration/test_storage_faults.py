@@ -12,7 +12,7 @@ import json
 import boto3
 import pytest
 from faults import DynamoDBFaultProxy
-from support import Function, b64, http_sample, invoke_sample, snapshot_tables
+from support import Function, b64, http_sample, invoke_sample, sample, snapshot_tables
 from testenv import TABLES, TENANT_TABLES
 
 ATTEMPTS = 5  # the service's default Backoff.attempts
@@ -254,6 +254,11 @@ def test_erase_whose_batch_writes_stay_unprocessed_is_finished_by_the_schedule(f
     assert len(rows["TenantConfigTable"]) == 1 and rows["TenantConfigTable"][0]["status"] == {"S": "erasing"}
 
     faults.reset()
-    assert tenant_id in fns.verify.service.erasing_tenants()
-    fns.verify.service.erase(tenant_id, actor="schedule")
+    # When the re-verify sweep's unit for the tenant arrives, as Lambda's event source delivers it
+    unit = sample("verify_reverify_units")
+    unit["Records"][0]["body"] = json.dumps(
+        {"sweep": "reverify", "sweep_id": "2026-11-29T00:00:00.000Z~erasure", "tenant_id": tenant_id}
+    )
+    assert fns.verify(unit) == {"batchItemFailures": []}
+    # Then the erasure is finished, and no row of the tenant is left, its visit included
     assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}

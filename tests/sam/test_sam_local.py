@@ -27,6 +27,7 @@ import boto3
 import pytest
 import testenv
 from dynamodb_local import DynamoDBLocal, free_port
+from local_queues import QUEUE_SETTINGS, create_queues, lambda_event
 from local_tables import create_tables
 from moto.core.authorization import enable_iam_authentication
 from sam_local import SamLocal, stop, wait_listening, write_env_vars, write_local_template
@@ -44,7 +45,18 @@ class Stack:
     deployed: SamLocal  # the built template, as it deploys: JWT authorizer, ADMIN_AUTHORIZER=jwt
     local: SamLocal  # the local template: LocalClaimsAuthorizer, ADMIN_AUTHORIZER=lambda
     dynamodb: Any  # a boto3 client of the DynamoDB Local the containers use
+    queues: dict[str, str]  # the sweeps' queues on moto, by logical id
+    sqs: Any  # a boto3 client of moto's SQS
     logs: list[str] = field(default_factory=list)  # the functions' logs from every `sam local invoke`
+
+    def units(self, queue: str) -> Path:
+        """The units waiting in the queue, as the event file Lambda's event source would send."""
+        url = self.queues[queue]
+        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        event = self.deployed.build_dir.parent / "events" / f"{queue}-units.json"
+        event.parent.mkdir(exist_ok=True)
+        event.write_text(json.dumps(lambda_event(messages, f"arn:aws:sqs:us-east-1:123456789012:{queue}", "us-east-1")))
+        return event
 
     def clear(self) -> None:
         """No tenants at all, as the README's sequence and the lifecycle below start."""
@@ -120,6 +132,7 @@ def aws_accounts(moto_server) -> AwsAccounts:
                 "Statement": [
                     {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": sample["role_arn"]},
                     {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+                    {"Effect": "Allow", "Action": "sqs:SendMessage*", "Resource": "*"},  # SAM's SQSSendMessagePolicy
                 ],
             }
         ),
@@ -164,6 +177,8 @@ def trust(principal: str, external_id: str) -> dict:
 def stack(invoke_image, container_dynamodb, aws_accounts, sam_build) -> Stack:
     dynamodb, client = container_dynamodb
     build_dir = sam_build
+    sqs = boto3.client("sqs", endpoint_url=aws_accounts.endpoint, region_name="us-east-1")
+    queues = create_queues(sqs, "sam-local")
     env_vars = write_env_vars(
         build_dir.parent / "env-vars.json",
         tables=testenv.TABLES,
@@ -173,6 +188,8 @@ def stack(invoke_image, container_dynamodb, aws_accounts, sam_build) -> Stack:
             "AWS_ENDPOINT_URL_KMS": f"http://host.docker.internal:{aws_accounts.endpoint_port}",
             "AWS_ENDPOINT_URL_STS": f"http://host.docker.internal:{aws_accounts.endpoint_port}",
             "OPERATOR_KMS_KEY_ARN": aws_accounts.operator_key_arn,
+            "AWS_ENDPOINT_URL_SQS": f"http://host.docker.internal:{aws_accounts.endpoint_port}",
+            **{setting: queues[logical_id] for logical_id, setting in QUEUE_SETTINGS.items()},
         },
     )
     credentials = aws_accounts.credentials  # DynamoDB Local accepts any
@@ -180,6 +197,8 @@ def stack(invoke_image, container_dynamodb, aws_accounts, sam_build) -> Stack:
         deployed=SamLocal(build_dir / "template.yaml", invoke_image, env_vars, credentials),
         local=SamLocal(write_local_template(build_dir), invoke_image, env_vars, credentials),
         dynamodb=client,
+        queues=queues,
+        sqs=sqs,
     )
 
 
@@ -237,9 +256,16 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
 
     status, verified = http(call("VerifyFunction", "verify_post"))
     assert (status, verified["ok"], verified["last_verify_error"]) == (200, True, None)
+    # The re-verify sweep sends acme's unit, and the function visits it as the event source hands it over
     scheduled = call("VerifyFunction", "verify_scheduled")
-    assert (scheduled["tenants_done"], scheduled["failed"]) == (1, [])
-    assert [r["tenant_id"] for r in scheduled["results"]] == ["acme"] and scheduled["results"][0]["ok"] is True
+    assert (scheduled["sweep"], scheduled["status"], scheduled["sent"]) == ("reverify", "paged", 1)
+    assert invoke(stack, "VerifyFunction", stack.units("ReverifyQueue")) == {"batchItemFailures": []}
+    visits = stack.dynamodb.scan(TableName=testenv.TABLES["SweepTable"])["Items"]
+    assert {(v["tenant_id"]["S"], v.get("outcome", {}).get("S")) for v in visits} >= {("acme", "verified")}
+    assert invoke(stack, "VerifyFunction", "verify_reverify_units") == {"batchItemFailures": []}
+    repolled = call("VerifyFunction", "verify_repoll_sealed")  # nobody is sealed
+    assert (repolled["sweep"], repolled["status"], repolled["sent"]) == ("repoll_sealed", "paged", 0)
+    assert invoke(stack, "VerifyFunction", "verify_repoll_units") == {"batchItemFailures": []}
 
     status, job = http(call("RewrapFunction", "rewrap_post"))
     assert (status, job["status"], job["migrated"], job["remaining"]) == (202, "running", 0, 1)  # a job, nothing moved

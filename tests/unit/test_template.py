@@ -167,3 +167,47 @@ def test_rewrap_jobs_run_on_a_queue_with_a_dead_letter_queue_and_bounded_workers
     assert TEMPLATE["Parameters"]["RewrapBatchRecords"]["Default"] == 100
     assert TEMPLATE["Parameters"]["RewrapBatchIntervalSeconds"]["Default"] == 5
     assert table_definitions(TEMPLATE)["JobTable"]["TimeToLiveSpecification"]["AttributeName"] == "expires_at"
+
+
+def test_sweeps_fan_out_through_queues_with_dead_letters_and_bounded_concurrency():
+    resources = TEMPLATE["Resources"]
+    queues = {name for name, r in resources.items() if isinstance(r, dict) and r["Type"] == "AWS::SQS::Queue"}
+    dead_letter = {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"].split(".")[0]
+        for name, r in resources.items()
+        if name in queues and "RedrivePolicy" in r["Properties"]
+    }
+    # Every queue has a dead-letter queue, which is itself a queue of the template
+    assert dead_letter and dead_letter <= queues
+    assert {name for name in queues - dead_letter if "RedrivePolicy" not in resources[name]["Properties"]} == set()
+    consumed = set()
+    for name, resource in resources.items():
+        if not (isinstance(resource, dict) and resource["Type"] == "AWS::Serverless::Function"):
+            continue
+        events = resource["Properties"].get("Events") or {}
+        for event in events.values():
+            if event["Type"] == "SQS":
+                props = event["Properties"]
+                assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+                bound = props["ScalingConfig"]["MaximumConcurrency"]  # a number, or a parameter's
+                bound = TEMPLATE["Parameters"][bound["Ref"]]["Default"] if isinstance(bound, dict) else bound
+                assert 2 <= bound <= 10, name
+                queue = props["Queue"]["Fn::GetAtt"].split(".")[0]
+                consumed.add(queue)
+                timeout = resource["Properties"].get("Timeout", TEMPLATE["Globals"]["Function"]["Timeout"])
+                # Lambda requires it: a unit comes back only after the longest run
+                assert resources[queue]["Properties"]["VisibilityTimeout"] >= timeout, name
+        # An admin route never shares a concurrency reservation with scheduled work
+        if any(e["Type"] == "HttpApi" for e in events.values()):
+            assert "ReservedConcurrentExecutions" not in resource["Properties"], name
+    assert consumed == queues - dead_letter
+
+
+def test_the_sweep_table_expires_visits_and_the_sealed_tenants_index_is_sparse():
+    tables = table_definitions(TEMPLATE)
+    sweeps = tables["SweepTable"]
+    assert sweeps["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [k["AttributeName"] for k in sweeps["KeySchema"]] == ["tenant_id", "sweep"]
+    (index,) = tables["TenantConfigTable"]["GlobalSecondaryIndexes"]
+    assert index["KeySchema"] == [{"AttributeName": "sealed_at", "KeyType": "HASH"}]
+    assert index["IndexName"] == TenantConfig.sealed.Meta.index_name

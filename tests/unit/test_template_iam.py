@@ -104,8 +104,11 @@ def test_each_function_gets_only_the_tables_it_uses(resources):
                 }
         return found
 
-    assert tables_of("VerifyFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
-    assert writes_of(resources, "VerifyFunctionRole", "KeyVersionTable") == set()
+    assert tables_of("VerifyFunctionRole") == {"TenantConfigTable", "KeyVersionTable", "TenantDataTable"}
+    # the re-verify deletes what an interrupted erasure left, never writes a version or a record
+    deletes = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    assert writes_of(resources, "VerifyFunctionRole", "KeyVersionTable") == deletes
+    assert writes_of(resources, "VerifyFunctionRole", "TenantDataTable") == deletes
     assert tables_of("UnwrapFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("ConfigureFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("TenantDataFunctionRole") == {"TenantConfigTable", "KeyVersionTable", "TenantDataTable"}

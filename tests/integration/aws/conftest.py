@@ -71,7 +71,8 @@ def aws(moto_server, kms_proxy, monkeypatch):
                 }
             ),
         )["Role"]
-        # The function itself may only become a session of the key-wrapping role.
+        # The function itself may only become a session of the key-wrapping role, and send and
+        # take the sweeps' units (its queues' send policy, and the event source's poller rights).
         iam.put_user_policy(
             UserName=user,
             PolicyName="function-role",
@@ -79,7 +80,22 @@ def aws(moto_server, kms_proxy, monkeypatch):
                 {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": wrapping["Arn"]}
+                        {
+                            "Effect": "Allow",
+                            "Action": ["sts:AssumeRole", "sts:TagSession"],
+                            "Resource": wrapping["Arn"],
+                        },
+                        {
+                            "Effect": "Allow",
+                            "Action": [
+                                "sqs:SendMessage*",  # SAM's SQSSendMessagePolicy
+                                "sqs:ReceiveMessage",
+                                "sqs:DeleteMessage*",
+                                "sqs:ChangeMessageVisibility*",
+                                "sqs:GetQueueAttributes",
+                            ],
+                            "Resource": "*",
+                        },
                     ],
                 }
             ),

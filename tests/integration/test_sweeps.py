@@ -1,0 +1,186 @@
+"""Sweeps fan out over every tenant through SQS, as deployed: the scheduled run pages the
+config table into the queue, Lambda's event source (played by local_queues.deliver, with the
+event Lambda sends) hands the units to the function, and a partial batch response returns
+the failed ones. Every tenant is visited exactly once per sweep, even when the sweep is cut
+off and resumed and when a unit arrives twice."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+from deployment import own_tables
+from local_gateway import LocalContext
+from support import JOB_TIMEOUT_MS, Function, http_sample, sample
+
+from tenant_kms.models import SweepVisit, TenantConfig
+from tenant_kms.sweeps import PAGE_SIZE, REPOLL, REVERIFY, Sweeps
+
+TENANTS = 2_000
+
+
+class CutOff(LocalContext):
+    """An invocation whose time runs out once ``pages`` pages were sent: the run stops as at its deadline."""
+
+    def __init__(self, pages: int) -> None:
+        super().__init__("VerifyFunction", timeout_ms=JOB_TIMEOUT_MS)
+        self.asks = 1 + pages  # one ask sets the margin, then one before every page
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.asks -= 1
+        return JOB_TIMEOUT_MS if self.asks >= 0 else 0
+
+
+class Killed(Exception):
+    """The instance died (timeout, out of memory) in the middle of a page."""
+
+
+def killed_after(function: Function, batches: int) -> None:
+    """The function's SQS client dies at its ``batches``-th SendMessageBatch of this run."""
+    calls = iter(range(batches))
+
+    def die(**_):
+        if next(calls, None) is None:
+            raise Killed
+
+    function.module.sweeps.sqs.meta.events.register("before-call.sqs.SendMessageBatch", die)
+
+
+@pytest.fixture
+def fleet(monkeypatch, queues) -> list[str]:
+    return global_tenants(monkeypatch, TENANTS)
+
+
+def global_tenants(monkeypatch, count: int) -> list[str]:
+    """Tenants on the global wrap in tables of the test's own, their config rows written
+    directly (a batch write): re-verifying them needs no provider."""
+    own_tables(monkeypatch)
+    Function("verify")  # binds the models to this test's tables
+    tenants = [f"fleet-{n:05d}" for n in range(count)]
+    with TenantConfig.batch_write() as batch:
+        for tenant_id in tenants:
+            batch.save(
+                TenantConfig(
+                    tenant_id,
+                    provider="global",
+                    config={},
+                    status="active",
+                    active_version=1,
+                    revision=1,
+                    created_at="2026-11-29T00:00:00.000Z",
+                    updated_at="2026-11-29T00:00:00.000Z",
+                )
+            )
+    return tenants
+
+
+def counting_verifies(function: Function) -> Counter:
+    """The real verify, counted per tenant."""
+    verified: Counter = Counter()
+    real = function.service.verify
+
+    def verify(tenant_id: str, *, actor: str) -> dict:
+        verified[tenant_id] += 1
+        return real(tenant_id, actor=actor)
+
+    function.service.verify = verify
+    return verified
+
+
+def sent_twice(queues, queue_url: str, batches: int) -> None:
+    """SQS delivers at least once: some of the waiting units arrive a second time."""
+    seen = []
+    for _ in range(batches):
+        seen += queues.client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in seen:
+        queues.client.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
+        queues.client.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+
+
+def test_a_sweep_cut_off_and_resumed_visits_every_tenant_exactly_once(fleet, queues):
+    consumer = Function("verify")
+    verified = counting_verifies(consumer)
+    queue_url = queues.urls["ReverifyQueue"]
+    scheduled = sample("verify_scheduled")
+
+    # When the schedule's run is cut off at its deadline after one page, and the event source
+    # visits what it sent (the queue is drained page by page: moto's SQS slows with its depth)
+    scheduler = Function("verify")  # a warm instance runs the schedule, another one visits
+    first = scheduler.module.lambda_handler(scheduled, CutOff(pages=1))
+    assert (first["status"], first["sent"], first["resumed"]) == ("paging", PAGE_SIZE, False)
+    delivered = queues.deliver(queue_url, consumer)
+
+    # When the next run resumes it, and the one after dies in the middle of a page
+    second = scheduler.module.lambda_handler(scheduled, CutOff(pages=1))
+    assert (second["sweep_id"], second["sent"], second["resumed"]) == (first["sweep_id"], 2 * PAGE_SIZE, True)
+    delivered += queues.deliver(queue_url, consumer)
+    dying = Function("verify")
+    killed_after(dying, batches=7)
+    with pytest.raises(Killed):
+        dying(scheduled, timeout_ms=JOB_TIMEOUT_MS)
+    # (the units it sent wait, some twice, and the stored position is before its page)
+    assert consumer.module.sweeps.status("reverify")["sent"] == 2 * PAGE_SIZE
+    sent_twice(queues, queue_url, batches=2)
+    delivered += queues.deliver(queue_url, consumer)
+
+    # When the following runs resume from there, a page each, until every tenant was sent
+    runs = []
+    while not runs or runs[-1]["status"] == "paging":
+        runs.append(scheduler.module.lambda_handler(scheduled, CutOff(pages=1)))
+        delivered += queues.deliver(queue_url, consumer)
+
+    # Then they went on where the last stored page ended, never from the first tenant
+    assert {(run["sweep_id"], run["resumed"]) for run in runs} == {(first["sweep_id"], True)}
+    assert sum(run["sent_now"] for run in runs) == TENANTS - 2 * PAGE_SIZE
+    assert delivered == TENANTS + 70 + 20  # the dead run's 7 batches, and the units SQS delivered twice
+
+    # and every tenant was verified exactly once, and the sweep counted each once
+    assert verified == Counter({tenant_id: 1 for tenant_id in fleet})
+    status = consumer.module.sweeps.status("reverify")
+    assert (status["sent"], status["visited"], status["finished"]) == (TENANTS, TENANTS, True)
+    assert status["totals"] == {"verified": TENANTS}
+    assert queues.depth("ReverifyQueue") == queues.depth("SweepDeadLetterQueue") == 0
+    probe = random.Random(7).sample(fleet, 5)
+    assert all(TenantConfig.get(t, consistent_read=True).last_verified_at for t in probe)
+    assert {SweepVisit.get(t, "reverify").sweep_id for t in probe} == {first["sweep_id"]}
+
+
+def test_a_unit_of_an_older_sweep_does_nothing_once_a_later_one_visited(monkeypatch, queues):
+    (tenant_id,) = global_tenants(monkeypatch, 1)
+    consumer = Function("verify")
+    verified = counting_verifies(consumer)
+    old_unit = json.dumps(
+        {"sweep": "reverify", "sweep_id": "2026-01-01T00:00:00.000Z~00000000", "tenant_id": tenant_id}
+    )
+    Function("verify")(sample("verify_scheduled"), timeout_ms=JOB_TIMEOUT_MS)
+    queues.deliver(queues.urls["ReverifyQueue"], consumer)
+
+    queues.client.send_message(QueueUrl=queues.urls["ReverifyQueue"], MessageBody=old_unit)
+    queues.deliver(queues.urls["ReverifyQueue"], consumer)
+
+    assert verified[tenant_id] == 1
+
+
+def test_the_sample_units_are_visited_once_as_lambda_delivers_them(monkeypatch, queues):
+    # Given acme on the global wrap
+    global_tenants(monkeypatch, 0)
+    assert Function("configure").http(http_sample("configure_put_global", "acme"))[0] == 200
+    verify = Function("verify")
+
+    # When the sample re-verify batch arrives, twice (SQS delivers at least once)
+    answers = [verify(sample("verify_reverify_units")) for _ in range(2)]
+
+    # Then both batches succeed, and acme was verified once, by that sweep
+    assert answers == [{"batchItemFailures": []}] * 2
+    assert Sweeps.visit_of(REVERIFY, "acme") == {
+        "sweep_id": "2026-11-28T15:00:00.012Z~3f2a9c1e",
+        "state": "done",
+        "outcome": "verified",
+    }
+    # and a re-poll unit of a tenant that is not sealed leaves it active
+    assert verify(sample("verify_repoll_units")) == {"batchItemFailures": []}
+    assert Sweeps.visit_of(REPOLL, "acme")["outcome"] == "active"
