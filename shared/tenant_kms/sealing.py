@@ -6,6 +6,7 @@ tenant, record or version fails to open.
 
 from __future__ import annotations
 
+import functools
 import os
 from json.encoder import encode_basestring_ascii as _json_string
 
@@ -44,6 +45,7 @@ class RecordKey:
         return "RecordKey(<redacted>)"
 
 
+@functools.lru_cache(maxsize=4096)  # a record is sealed and opened under the same binding again and again
 def record_aad(tenant_id: str, name: str, version: int) -> bytes:
     # The bytes json.dumps(sort_keys=True, separators=(",", ":")) gives for
     # {"purpose": "tenant-record", "tenant_id", "name", "version"}, written out: stored
