@@ -283,6 +283,24 @@ def run_job(rewrap: Function, job: dict[str, Any], *, batches: int = 1000) -> di
     raise AssertionError(f"job still running after {batches} batches: {job}")
 
 
+def purge_job(tenant_id: str, client: Any = None) -> dict[str, Any] | None:
+    """The erased tenant's running purge job, as a unit to advance (None: no purge runs)."""
+    client = client or boto3.client("dynamodb")
+    slot = client.get_item(
+        TableName=TABLES["JobTable"],
+        Key={"tenant_id": {"S": tenant_id}, "job_id": {"S": "running#purge"}},
+        ConsistentRead=True,
+    ).get("Item")
+    return None if slot is None else {"tenant_id": tenant_id, "job_id": slot["current"]["S"], "status": "running"}
+
+
+def run_purge(tenant_id: str, rewrap: Function | None = None) -> dict[str, Any]:
+    """After DELETE /tenants/{tenant_id} answered: its purge job, run to the end."""
+    job = purge_job(tenant_id)
+    assert job is not None, f"no purge job runs for {tenant_id}"
+    return run_job(rewrap or Function("rewrap"), job)
+
+
 def run_rewrap(tenant_id: str, rewrap: Function | None = None) -> dict[str, Any]:
     """POST …/rewrap (202: a job, nothing moved by the request), then its job to the end."""
     rewrap = rewrap or Function("rewrap")

@@ -1,23 +1,29 @@
 """Admin API: erase a tenant. Its wrapped keys are deleted first, so its data is unreadable
-by anyone from that moment, the operator included."""
+by anyone from that moment, the operator included; the route answers then, and a purge job
+(its units run by RewrapFunction) deletes the records, then the rest of the tenant's rows."""
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, no_content, routed_tenant
+from tenant_kms.jobs import RewrapJobs
 from tenant_kms.observability import logger, metrics
+from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
 
 settings = Settings.from_env()
 service = TenantKms(settings)
+jobs = RewrapJobs(TenantRecords(service))
 app = admin_resolver()
 
 
 @app.delete("/tenants/<tenant_id>")
 def erase():
-    service.erase(routed_tenant(app), actor=current_caller(app).actor)
+    tenant_id, actor = routed_tenant(app), current_caller(app).actor
+    if service.erase_keys(tenant_id, actor=actor):
+        jobs.start_purge(tenant_id, actor)  # or restarts a stalled one
     return no_content()
 
 

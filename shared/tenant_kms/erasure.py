@@ -5,12 +5,14 @@ Steps, each durable before the next starts:
    that read the old config can commit); from here on every key operation is refused;
 2. every key version row of the tenant is deleted, wrapped key and all, with the usage
    rows that count its records: from this moment the tenant's data is unreadable by anyone;
-3. the tenant's records, its jobs, its issued external id and the sweeps' visits of it,
-   then the config row go.
+3. the tenant's records go, a batch at a time (the purge job);
+4. its jobs, its issued external id and the sweeps' visits of it, then the config row go.
 
-An interruption anywhere (throttling that outlasts the retries, a killed instance) leaves
-the tenant ``erasing`` with no wrapped key left once any record or the config has gone;
-erasing again, or the scheduled run, picks up where it stopped.
+The erase route answers after step 2 (``erase_keys``): the data is unreadable from then on,
+and the purge job (``purge_records``, then ``finish_erasure``) removes the rest. An
+interruption anywhere (throttling that outlasts the retries, a killed instance) leaves the
+tenant ``erasing`` with no wrapped key left once any record or the config has gone; erasing
+again, or the scheduled run, picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -31,23 +33,57 @@ def erasing_message(tenant_id: str) -> str:
     return f"tenant {tenant_id} is being erased; DELETE /tenants/{tenant_id} again finishes the erasure"
 
 
-def erase_tenant(tenant_id: str) -> None:
-    """Erase everything of ``tenant_id``. NotFound if there was nothing to erase."""
+def erase_keys(tenant_id: str) -> bool:
+    """Steps 1 and 2: cryptographic erasure. True when the tenant is left ``erasing`` for the
+    purge; False when it had no config, so whatever else it had went here and then.
+    NotFound if there was nothing to erase."""
     fenced = _fence(tenant_id)
     versions = _destroy_wrapped_keys(tenant_id)
-    records = _delete_records(tenant_id)
+    if fenced:
+        return True
+    # No config row: records cannot exist without one; at most an issued external id is left.
+    records = _purge_all(tenant_id)
+    _delete_jobs(tenant_id)
+    _forget_visits(tenant_id)
+    if not (forget_external_id(tenant_id) or versions or records):
+        raise NotFound(f"tenant {tenant_id} does not exist")
+    return False
+
+
+def purge_records(tenant_id: str, *, after: str | None, limit: int) -> str | None:
+    """Step 3, one batch: delete up to ``limit`` records named after ``after``. The last name
+    deleted while more may follow; None once the tenant has no record after ``after``."""
+    condition = TenantRecord.name > after if after is not None else None
+    rows = list(
+        TenantRecord.query(
+            tenant_id, condition, consistent_read=True, limit=limit, attributes_to_get=["tenant_id", "name"]
+        )
+    )
+    with TenantRecord.batch_write() as batch:
+        for row in rows:
+            batch.delete(row)
+    return rows[-1].name if rows and len(rows) >= limit else None
+
+
+def finish_erasure(tenant_id: str) -> None:
+    """Step 4, once no record is left: the jobs, the issued external id, the config row last."""
     _delete_jobs(tenant_id)
     # The issued external id goes too: a later tenant of that name is a new tenant.
-    had_external_id = forget_external_id(tenant_id)
+    forget_external_id(tenant_id)
     _forget_visits(tenant_id)
-    if not (fenced or versions or records or had_external_id):
-        raise NotFound(f"tenant {tenant_id} does not exist")
-    if fenced:
-        try:
-            TenantConfig(tenant_id).delete(condition=TenantConfig.status == ERASING)
-        except DeleteError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise  # gone meanwhile: a concurrent erase finished first
+    try:
+        TenantConfig(tenant_id).delete(condition=TenantConfig.status == ERASING)
+    except DeleteError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise  # gone meanwhile: a concurrent erase finished first
+
+
+def erase_tenant(tenant_id: str) -> None:
+    """Every step in this invocation (the scheduled run finishing an erasure left behind).
+    NotFound if there was nothing to erase."""
+    if erase_keys(tenant_id):
+        _purge_all(tenant_id)
+        finish_erasure(tenant_id)
 
 
 def _fence(tenant_id: str) -> bool:
@@ -90,7 +126,7 @@ def _usage_rows(tenant_id: str):
     )
 
 
-def _delete_records(tenant_id: str) -> int:
+def _purge_all(tenant_id: str) -> int:
     records = list(TenantRecord.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "name"]))
     with TenantRecord.batch_write() as batch:
         for record in records:

@@ -10,6 +10,9 @@ job. A worker holds a lease on the job while it moves a batch; the batch's count
 cursor land in one write conditioned on that lease. A worker that dies mid-batch leaves its
 lease to expire; the next unit then takes the job over and runs the batch again from the
 same cursor, counting what the dead worker moved (records carry the job that moved them).
+
+A purge job deletes an erased tenant's records, a batch per unit through the same queue and
+worker; its last unit removes the tenant's remaining rows (its jobs and config among them).
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from tenant_kms.erasure import ERASING
+from tenant_kms.erasure import ERASING, finish_erasure, purge_records
 from tenant_kms.errors import Conflict, NotFound, Sealed, TenantKmsError
 from tenant_kms.models import Job, RunningJob, TenantConfig
 from tenant_kms.observability import count
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import iso
 
-REWRAP = "rewrap"
+REWRAP, PURGE = "rewrap", "purge"
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 # A batch takes seconds; a worker silent this long is taken to be dead.
 LEASE_SECONDS = 120
@@ -76,20 +79,28 @@ class RewrapJobs:
     def start(self, tenant_id: str, actor: str) -> dict[str, Any]:
         """Start the tenant's rewrap, or answer the one running. Moves no record itself."""
         self.kms.unsealed(self.kms.require_config(tenant_id))
+        return self._start(tenant_id, actor, REWRAP, lambda: self.records.pending_rewrap(tenant_id))
+
+    def start_purge(self, tenant_id: str, actor: str) -> dict[str, Any]:
+        """Start deleting the records of a tenant whose keys are erased (it reads ``erasing``),
+        or answer the purge running; a stalled one gets a new unit."""
+        return self._start(tenant_id, actor, PURGE, lambda: None)
+
+    def _start(self, tenant_id: str, actor: str, kind: str, remaining: Callable[[], int | None]) -> dict[str, Any]:
         for _ in range(3):
-            running = self._running(tenant_id, REWRAP)
+            running = self._running(tenant_id, kind)
             if running is not None:
                 return view(self._kick_if_stalled(running))
             now = self._clock()
             job = Job(
                 tenant_id,
                 uuid.uuid4().hex,
-                kind=REWRAP,
+                kind=kind,
                 status=RUNNING,
                 actor=actor,
                 migrated=0,
                 skipped=0,
-                remaining=self.records.pending_rewrap(tenant_id),
+                remaining=remaining(),
                 started_at=iso(now),
                 updated_at=iso(now),
                 next_at=now,
@@ -97,17 +108,17 @@ class RewrapJobs:
             try:
                 with TransactWrite(connection=self.kms.connection) as tx:
                     tx.save(
-                        RunningJob(tenant_id, RunningJob.slot_of(REWRAP), current=job.job_id),
+                        RunningJob(tenant_id, RunningJob.slot_of(kind), current=job.job_id),
                         condition=RunningJob.slot.does_not_exist(),
                     )
                     tx.save(job, condition=Job.job_id.does_not_exist())
             except TransactWriteError:
                 continue  # another start won the slot: answer its job
-            count("RewrapJobsStarted")
-            self.kms.audit.event("rewrap_job_started", actor=actor, tenant_id=tenant_id, job_id=job.job_id)
+            count("RewrapJobsStarted" if kind == REWRAP else "PurgeJobsStarted")
+            self.kms.audit.event(f"{kind}_job_started", actor=actor, tenant_id=tenant_id, job_id=job.job_id)
             self.queue.send(_unit(job), 0)
             return view(job)
-        raise Conflict(f"the rewrap of tenant {tenant_id} is being started concurrently; retry")
+        raise Conflict(f"the {kind} of tenant {tenant_id} is being started concurrently; retry")
 
     def _running(self, tenant_id: str, kind: str) -> Job | None:
         """The tenant's running job of ``kind``; a slot left by a finished job is freed."""
@@ -147,8 +158,8 @@ class RewrapJobs:
     def advance(self, tenant_id: str, job_id: str) -> dict[str, Any]:
         """One batch of the job, if it is running, due and no live worker holds it."""
         job = self._job(tenant_id, job_id) if _is_job_id(job_id) else None
-        if job is None or job.kind != REWRAP:
-            raise NotFound(f"tenant {tenant_id} has no rewrap job {job_id}")
+        if job is None or job.kind not in (REWRAP, PURGE):
+            raise NotFound(f"tenant {tenant_id} has no job {job_id}")
         now = self._clock()
         if job.status != RUNNING or now < job.next_at or (job.lease_until or 0) > now:
             return view(job)  # finished, not due yet (the rate), or another worker is on it
@@ -163,7 +174,9 @@ class RewrapJobs:
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
-            return self.view(tenant_id, job_id)  # another worker took it first
+            return self._current(job)  # another worker took it first
+        if job.kind == PURGE:
+            return self._purge(job, lease, now)
         settings = self.kms.settings
         try:
             chunk = self.records.migrate_chunk(
@@ -204,9 +217,41 @@ class RewrapJobs:
             Job.lease_until.remove(),
         ]
         if not self._commit(job, lease, actions):
-            return self.view(tenant_id, job_id)
+            return self._current(job)
         self.queue.send(_unit(job), interval)
-        return self.view(tenant_id, job_id)
+        return self._current(job)
+
+    def _purge(self, job: Job, lease: str, now: float) -> dict[str, Any]:
+        """One batch of the erased tenant's records; the last one removes its remaining rows,
+        this job's own row included."""
+        try:
+            cursor = purge_records(job.tenant_id, after=job.cursor, limit=self.kms.settings.rewrap_batch_records)
+            if cursor is None:
+                finish_erasure(job.tenant_id)
+        except TenantKmsError:
+            self._release(job, lease)  # a fault worth retrying: the unit comes again
+            raise
+        if cursor is None:
+            count("PurgeJobsSucceeded")
+            self.kms.audit.event("purge_job_finished", actor=job.actor, tenant_id=job.tenant_id, job_id=job.job_id)
+            job.status, job.finished_at = SUCCEEDED, iso(now)
+            job.updated_at = job.finished_at
+            return view(job)
+        interval = self.kms.settings.rewrap_batch_interval_seconds
+        actions = [
+            Job.cursor.set(cursor),
+            Job.updated_at.set(iso(now)),
+            Job.next_at.set(now + interval),
+            Job.lease_owner.remove(),
+            Job.lease_until.remove(),
+        ]
+        if self._commit(job, lease, actions):
+            self.queue.send(_unit(job), interval)
+        return self._current(job)
+
+    def _current(self, job: Job) -> dict[str, Any]:
+        found = self._job(job.tenant_id, job.job_id)
+        return view(found if found is not None else job)
 
     def _commit(self, job: Job, lease: str, actions: list) -> bool:
         """False when the lease was lost (another worker took the job over): nothing lands."""

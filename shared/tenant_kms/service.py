@@ -31,7 +31,7 @@ from kms_wrapping import (
 )
 from kms_wrapping import ProviderUnavailable as WrapperUnavailable
 from tenant_kms import usage
-from tenant_kms.erasure import ERASING, erase_tenant, erasing_message
+from tenant_kms.erasure import ERASING, erase_keys, erase_tenant, erasing_message
 from tenant_kms.errors import (
     Conflict,
     InvalidRequest,
@@ -404,6 +404,24 @@ class TenantKms:
             erase_tenant(tenant_id)
             self.cache.evict(tenant_id)
             count("TenantsErased")
+
+    def erase_keys(self, tenant_id: str, *, actor: str) -> bool:
+        """Cryptographic erasure of the tenant (its data is unreadable once this returns);
+        True when its records and config are left for a purge job."""
+        with self.audit.operation("erase", actor=actor, tenant_id=tenant_id) as entry:
+            self.cache.evict(tenant_id)
+            purge = erase_keys(tenant_id)
+            self.cache.evict(tenant_id)
+            entry["records"] = "purge_job" if purge else "none"
+            count("TenantsErased")
+        return purge
+
+    def erasing_tenants(self) -> list[str]:
+        """Tenants whose erasure was interrupted: the schedule finishes them."""
+        return [
+            c.tenant_id
+            for c in TenantConfig.scan(filter_condition=TenantConfig.status == ERASING, attributes_to_get=["tenant_id"])
+        ]
 
     # ------------------------------------------------------------------ keys
 

@@ -18,6 +18,7 @@ from support import (
     records_on_a_retired_version,
     rewrap_job_get,
     run_job,
+    run_purge,
     snapshot_tables,
 )
 from testenv import TABLES
@@ -215,6 +216,9 @@ def test_erasing_the_tenant_ends_its_job(tenant_id, rate):
     rewrap = Function("rewrap")
     job = rewrap.http(http_sample("rewrap_post", tenant_id))[1]
     assert Function("erase").http(http_sample("erase_delete", tenant_id)) == (204, None)
+    ended = rewrap(job_unit(job))
+    assert (ended["status"], ended["error"]["code"]) == ("failed", "not_found")
+    run_purge(tenant_id, rewrap)
     gone = rewrap(job_unit(job))
     assert gone["error"]["code"] == "not_found"
     assert jobs_of(tenant_id) == []

@@ -2,7 +2,7 @@
 does): retried with growing, jittered backoff; once it persists, 503 ``unavailable`` with
 Retry-After and nothing changed. A real conflict stays 409. Erasure interrupted after any
 number of writes has destroyed every wrapped key before anything else went, reads as
-erasing, and finishes when asked again."""
+erasing, and finishes when asked again; so does its purge job, interrupted anywhere."""
 
 from __future__ import annotations
 
@@ -12,8 +12,21 @@ import json
 import boto3
 import pytest
 from faults import DynamoDBFaultProxy
-from support import Function, b64, http_sample, invoke_sample, sample, snapshot_tables
+from support import (
+    Clock,
+    Function,
+    b64,
+    http_sample,
+    invoke_sample,
+    job_unit,
+    purge_job,
+    run_job,
+    sample,
+    snapshot_tables,
+)
 from testenv import TABLES, TENANT_TABLES
+
+from tenant_kms.jobs import LEASE_SECONDS
 
 ATTEMPTS = 5  # the service's default Backoff.attempts
 WRITE_ATTEMPTS = 5  # service.WRITE_ATTEMPTS
@@ -46,7 +59,7 @@ class Deployment:
 
     def __init__(self) -> None:
         self.delays: list[float] = []
-        for name in ("configure", "provision", "tenant_data", "unwrap", "verify", "erase"):
+        for name in ("configure", "provision", "tenant_data", "unwrap", "verify", "erase", "rewrap"):
             function = Function(name)
             function.service.backoff.sleep = self.delays.append
             setattr(self, name, function)
@@ -182,6 +195,10 @@ def assert_crypto_erased_first(rows: dict[str, list[dict]], records: int) -> Non
         assert len(rows["TenantDataTable"]) == records and len(rows["TenantConfigTable"]) == 1
 
 
+def no_wrapped_key(rows: dict[str, list[dict]]) -> bool:
+    return not any("wrapped_key" in r for r in rows["KeyVersionTable"])
+
+
 def assert_reads_as_erasing(fns: Deployment, tenant_id: str) -> None:
     status, view = fns.configure.http(http_sample("configure_get", tenant_id))
     assert (status, view["status"]) == (200, "erasing")
@@ -208,8 +225,11 @@ def test_erase_interrupted_after_any_write_resumes_with_the_keys_gone_first(fns,
         answer = fns.erase(http_sample("erase_delete", tenant))
         faults.reset()
         if answer["statusCode"] == 204:
-            # fence, key versions, records, external id, config
-            assert k >= 5 and tenant_rows(direct, tenant) == {table: [] for table in TENANT_TABLES}
+            # fence, key versions, the purge job's start: the records wait for the job
+            rows = tenant_rows(direct, tenant)
+            assert k >= 3 and no_wrapped_key(rows) and len(rows["TenantDataTable"]) == records
+            assert_reads_as_erasing(fns, tenant)
+            assert_purged(fns, direct, tenant)
             break
         assert_unavailable(answer)
 
@@ -220,12 +240,55 @@ def test_erase_interrupted_after_any_write_resumes_with_the_keys_gone_first(fns,
             continue
         assert_reads_as_erasing(fns, tenant)
 
-        # When it is asked again, it finishes: nothing of the tenant is left
+        # When it is asked again, it finishes: once purged, nothing of the tenant is left
         assert fns.erase.http(http_sample("erase_delete", tenant)) == (204, None)
-        assert tenant_rows(direct, tenant) == {table: [] for table in TENANT_TABLES}
-        assert fns.configure.http(http_sample("configure_get", tenant))[1]["status"] == "unconfigured"
-        status, body = fns.erase.http(http_sample("erase_delete", tenant))
-        assert (status, body["error"]["code"]) == (404, "not_found")
+        assert_purged(fns, direct, tenant)
+
+
+def assert_purged(fns: Deployment, direct, tenant_id: str) -> None:
+    """The erased tenant's purge job, run to its end, leaves nothing of the tenant."""
+    assert run_job(fns.rewrap, purge_job(tenant_id, direct))["status"] == "succeeded"
+    assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}
+    assert fns.configure.http(http_sample("configure_get", tenant_id))[1]["status"] == "unconfigured"
+    before = snapshot_tables(TABLES, direct)
+    status, body = fns.erase.http(http_sample("erase_delete", tenant_id))
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert snapshot_tables(TABLES, direct) == before
+
+
+def test_a_purge_interrupted_after_any_write_resumes_and_leaves_nothing(fns, faults, direct, tenant_id):
+    records = 4
+    clock = Clock()
+    fns.rewrap.service.clock = clock
+    for k in itertools.count():
+        tenant = f"{tenant_id}-{k}"
+        given_tenant_to_erase(fns, tenant, records)
+        assert fns.erase.http(http_sample("erase_delete", tenant)) == (204, None)
+        job = purge_job(tenant, direct)
+        faults.reset()
+        faults.writes_allowed = k
+
+        # When the purge's unit stops after k writes (the next one stays throttled)
+        answer = fns.rewrap(job_unit(job))
+        faults.reset()
+        if "job_id" in answer:
+            # its lease, the records, its jobs, the external id, the config
+            assert k >= 5 and answer["status"] == "succeeded"
+            assert tenant_rows(direct, tenant) == {table: [] for table in TENANT_TABLES}
+            break
+        assert answer["error"]["code"] == "unavailable", answer
+
+        # Then the tenant still reads as erasing, without a key
+        rows = tenant_rows(direct, tenant)
+        assert no_wrapped_key(rows) and rows["TenantConfigTable"][0]["status"] == {"S": "erasing"}
+        assert_reads_as_erasing(fns, tenant)
+
+        # When the interrupted worker's lease has run out and the tenant is erased again
+        clock.advance(LEASE_SECONDS + 1)
+        assert fns.erase.http(http_sample("erase_delete", tenant)) == (204, None)
+
+        # Then its purge finishes the erasure
+        assert_purged(fns, direct, tenant)
 
 
 def test_erase_whose_batch_writes_are_partly_unprocessed_still_completes(fns, faults, direct, tenant_id):
@@ -235,10 +298,12 @@ def test_erase_whose_batch_writes_are_partly_unprocessed_still_completes(fns, fa
     faults.fail("BatchWriteItem", "partial", times=3)
 
     assert fns.erase(http_sample("erase_delete", tenant_id))["statusCode"] == 204
+    assert no_wrapped_key(tenant_rows(direct, tenant_id))
+    assert run_job(fns.rewrap, purge_job(tenant_id, direct))["status"] == "succeeded"
     assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}
-    # four batches (2 versions with their 32 usage rows, then 26 records), the first three's
-    # unprocessed rest sent again
-    assert faults.calls["BatchWriteItem"] == 4 + 3
+    # five batches (2 versions with their 32 usage rows, then 26 records, then the jobs), the
+    # first three's unprocessed rest sent again
+    assert faults.calls["BatchWriteItem"] == 5 + 3
     assert len(fns.delays) == 3
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from local_queues import lambda_event
-from support import fresh_sample
+from support import fresh_sample, job_unit, purge_job
 
 RUNNER = """
 import json, sys
@@ -138,4 +138,6 @@ def test_every_function_runs_from_the_built_artifact_with_its_sample_events(buil
 
     assert http(invoke(build_dir, "ProvisionFunction", "provision_destroy")) == (204, None)
     assert http(invoke(build_dir, "EraseFunction", "erase_delete")) == (204, None)
+    assert invoke(build_dir, "UnwrapFunction", "unwrap")["error"]["code"] == "conflict"  # being erased
+    assert invoke(build_dir, "RewrapFunction", job_unit(purge_job("acme")))["status"] == "succeeded"
     assert invoke(build_dir, "UnwrapFunction", "unwrap")["error"]["code"] == "not_found"

@@ -31,7 +31,16 @@ from local_queues import QUEUE_SETTINGS, create_queues, lambda_event
 from local_tables import create_tables
 from moto.core.authorization import enable_iam_authentication
 from sam_local import SamLocal, stop, wait_listening, write_env_vars, write_local_template
-from support import EVENTS, assert_no_key_material, fresh_sample, http_sample, run_readme_block, snapshot_tables
+from support import (
+    EVENTS,
+    assert_no_key_material,
+    fresh_sample,
+    http_sample,
+    job_unit,
+    purge_job,
+    run_readme_block,
+    snapshot_tables,
+)
 
 pytestmark = pytest.mark.sam
 
@@ -289,6 +298,11 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     assert created == (201, {"version": 3, "status": "active"})
     assert http(call("ProvisionFunction", "provision_post_idempotent")) == created
     assert http(call("EraseFunction", "erase_delete")) == (204, None)
+    assert call("UnwrapFunction", "unwrap")["error"]["code"] == "conflict"  # being erased
+    # Its records are purged by a job, whose unit RewrapFunction runs
+    unit = stack.deployed.build_dir.parent / "events" / "purge_unit.json"
+    unit.write_text(json.dumps(job_unit(purge_job("acme", stack.dynamodb))))
+    assert invoke(stack, "RewrapFunction", unit)["status"] == "succeeded"
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
     # Only the stored answer outlives the tenant, until it expires (24 h): no key, no record
     idempotency = testenv.TABLES["IdempotencyTable"]
