@@ -10,7 +10,7 @@ import uuid
 
 import boto3
 import pytest
-from support import Clock, Function, http_sample, records_on_a_retired_version, rewrap_job_get
+from support import Clock, Function, http_sample, purge_job, records_on_a_retired_version, rewrap_job_get
 
 from tenant_kms.jobs import STALLED_SECONDS
 
@@ -174,3 +174,22 @@ def test_a_start_sends_a_new_unit_to_a_job_whose_unit_was_lost(tenant_id, job_qu
     assert len(messages) == 1 and answer == {"batchItemFailures": []}
     status, view = Function("rewrap").http(rewrap_job_get(tenant_id, job["job_id"]))
     assert (status, view["status"], view["migrated"]) == (200, "succeeded", 2)
+
+
+def test_an_erasure_sends_its_purge_to_the_job_queue_and_the_mapping_finishes_it(tenant_id, job_queue, monkeypatch):
+    sqs, url, arn = job_queue
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
+    records_on_a_retired_version(tenant_id, BATCH + 2)  # two batches
+
+    # When the tenant is erased: its keys go, and the purge's first unit is queued
+    assert Function("erase").http(http_sample("erase_delete", tenant_id)) == (204, None)
+    assert queued(sqs, url)["Visible"] == 1
+
+    # Then the mapping's polls run the purge to its end, each unit queuing the next
+    worker = Function("rewrap")
+    polls = []
+    while messages := poll(sqs, url, arn, worker)[0]:
+        polls.append(len(messages))
+    assert polls == [1, 1]
+    assert purge_job(tenant_id) is None
+    assert Function("configure").http(http_sample("configure_get", tenant_id))[1]["status"] == "unconfigured"
