@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -287,7 +288,7 @@ def purge_job(tenant_id: str, client: Any = None) -> dict[str, Any] | None:
     """The erased tenant's running purge job, as a unit to advance (None: no purge runs)."""
     client = client or boto3.client("dynamodb")
     slot = client.get_item(
-        TableName=TABLES["JobTable"],
+        TableName=os.environ["JOB_TABLE"],  # the deployment's, as the functions read it
         Key={"tenant_id": {"S": tenant_id}, "job_id": {"S": "running#purge"}},
         ConsistentRead=True,
     ).get("Item")

@@ -17,6 +17,7 @@ from support import (
     invoke_sample,
     key_versions,
     read_record,
+    run_purge,
     run_rewrap,
     sample,
 )
@@ -127,6 +128,7 @@ def test_an_erase_landing_mid_rewrap_leaves_nothing_behind(rotated, tenant_id):
 
     assert raced and keys["rewrapped"] == 0 and keys["failed"] == [] and keys["on_old_key"] == 0
     assert list(KeyVersion.query(tenant_id, consistent_read=True)) == []
+    assert run_purge(tenant_id, rewrap)["status"] == "succeeded"  # the records go with the purge job
     assert list(TenantRecord.query(tenant_id, consistent_read=True)) == []
     assert Function("unwrap")(invoke_sample("unwrap", tenant_id))["error"]["code"] == "not_found"
 
