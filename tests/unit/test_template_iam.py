@@ -109,6 +109,9 @@ def test_each_function_gets_only_the_tables_it_uses(resources):
     deletes = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
     assert writes_of(resources, "VerifyFunctionRole", "KeyVersionTable") == deletes
     assert writes_of(resources, "VerifyFunctionRole", "TenantDataTable") == deletes
+    assert writes_of(resources, "VerifyFunctionRole", "JobTable") == deletes  # the erased tenant's jobs
+    # a purge's last unit forgets the erased tenant's sweep visits, and writes no sweep's position
+    assert writes_of(resources, "RewrapFunctionRole", "SweepTable") == deletes
     assert tables_of("UnwrapFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("ConfigureFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("TenantDataFunctionRole") == {"TenantConfigTable", "KeyVersionTable", "TenantDataTable"}
