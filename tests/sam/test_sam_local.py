@@ -42,6 +42,8 @@ from support import (
     snapshot_tables,
 )
 
+from tenant_kms.models import SWEEP_RUNS
+
 pytestmark = pytest.mark.sam
 
 README_API_URL = "http://127.0.0.1:3000"
@@ -304,10 +306,13 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     unit.write_text(json.dumps(job_unit(purge_job("acme", stack.dynamodb))))
     assert invoke(stack, "RewrapFunction", unit)["status"] == "succeeded"
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
-    # Only the stored answer outlives the tenant, until it expires (24 h): no key, no record
-    idempotency = testenv.TABLES["IdempotencyTable"]
-    assert all(items == [] for name, items in stack.snapshot().items() if name != idempotency)
-    assert [item["status"]["S"] for item in stack.snapshot()[idempotency]] == ["COMPLETED"]
+    # Only the stored answer outlives the tenant, until it expires (24 h), and the sweeps' own
+    # positions, which name no tenant: no key, no record, no job, no visit of it
+    idempotency, sweeps = testenv.TABLES["IdempotencyTable"], testenv.TABLES["SweepTable"]
+    left = stack.snapshot()
+    assert {name: items for name, items in left.items() if items and name not in (idempotency, sweeps)} == {}
+    assert {item["tenant_id"]["S"] for item in left[sweeps]} == {SWEEP_RUNS}
+    assert [item["status"]["S"] for item in left[idempotency]] == ["COMPLETED"]
 
     # The functions' logs as sam local shows them: audit events, and no key in any encoding.
     logs = "\n".join(stack.logs)
