@@ -59,8 +59,10 @@ class Watch:
 def watch(dynamodb_local) -> Watch:
     """strategies.TENANT on the global wrap with a retired version 1, an active version 2 and
     a record, so fuzzed operations reach the code that changes things."""
-    from support import Function, http_sample, invoke_sample
+    from support import Function, http_sample, invoke_sample, purge_job, run_purge
 
+    if purge_job(strategies.TENANT) is not None:
+        run_purge(strategies.TENANT)  # an earlier module's fuzzed erase answered before its purge ran
     assert Function("configure").http(http_sample("configure_put_global", strategies.TENANT))[0] == 200
     assert Function("provision").http(http_sample("provision_post", strategies.TENANT))[0] == 201
     assert "version" in Function("tenant_data")(invoke_sample("tenant_data_put", strategies.TENANT))
