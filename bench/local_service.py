@@ -19,21 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "shared"), str(ROOT / "layers" / "providers"), str(ROOT / "local")]
 
-TABLE_SETTINGS = {
-    "TenantConfigTable": "CONFIG_TABLE",
-    "KeyVersionTable": "KEY_VERSION_TABLE",
-    "TenantDataTable": "TENANT_DATA_TABLE",
-    "IdempotencyTable": "IDEMPOTENCY_TABLE",
-    "JobTable": "JOB_TABLE",
-}
-
 
 @contextlib.contextmanager
 def local_service() -> Iterator[dict[str, str]]:
     """DynamoDB Local with fresh tables; the environment a function instance would read."""
     import boto3
     from dynamodb_local import DynamoDBLocal
-    from local_tables import create_tables
+    from local_tables import TABLE_SETTINGS, create_tables
 
     run = uuid.uuid4().hex[:6]
     names = {logical_id: f"bench-{logical_id.lower()}-{run}" for logical_id in TABLE_SETTINGS}
