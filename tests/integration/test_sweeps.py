@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from deployment import own_tables
 from local_gateway import LocalContext
-from support import JOB_TIMEOUT_MS, Function, http_sample, sample
+from support import JOB_TIMEOUT_MS, Function, emf_metrics, http_sample, sample
 
 from tenant_kms.models import SweepVisit, TenantConfig
 from tenant_kms.sweeps import PAGE_SIZE, REPOLL, REVERIFY, Sweeps
@@ -184,3 +184,40 @@ def test_the_sample_units_are_visited_once_as_lambda_delivers_them(monkeypatch, 
     # and a re-poll unit of a tenant that is not sealed leaves it active
     assert verify(sample("verify_repoll_units")) == {"batchItemFailures": []}
     assert Sweeps.visit_of(REPOLL, "acme")["outcome"] == "active"
+
+
+def test_a_sweep_emits_the_documented_metrics(monkeypatch, queues, capsys):
+    """Catches a sweep metric the README lists (SweepUnitsSent, SweepUnitsVisited,
+    SweepUnitsRepeated, ScheduledTenantFailures) no longer emitted, or counting the wrong event."""
+    # Given two tenants on the global wrap and one on a provider this deployment lacks
+    tenants = global_tenants(monkeypatch, 2)
+    monkeypatch.delenv("OPERATOR_KMS_KEY_ARN", raising=False)
+    TenantConfig(
+        "fleet-unavailable",
+        provider="operator_kms_aws",
+        config={},
+        status="active",
+        active_version=1,
+        revision=1,
+        created_at="2026-11-29T00:00:00.000Z",
+        updated_at="2026-11-29T00:00:00.000Z",
+    ).save()
+    queue_url = queues.urls["ReverifyQueue"]
+    capsys.readouterr()
+
+    # When the schedule sends the sweep's units, they are visited, and SQS delivers some twice
+    Function("verify")(sample("verify_scheduled"), timeout_ms=JOB_TIMEOUT_MS)
+    scheduled = emf_metrics(capsys.readouterr().out)
+    consumer = Function("verify")
+    sent_twice(queues, queue_url, batches=1)
+    queues.deliver(queue_url, consumer)
+    visited = emf_metrics(capsys.readouterr().out)
+
+    # Then the run counted the units it sent, each tenant one visit, the visit that failed
+    # one failure, and every unit that came again a repeat
+    assert scheduled["SweepUnitsSent"] == [3.0]
+    assert sum(visited["SweepUnitsVisited"]) == 3.0
+    assert sum(visited["ScheduledTenantFailures"]) == 1.0
+    assert sum(visited["SweepUnitsRepeated"]) == 3.0
+    assert Sweeps.visit_of(REVERIFY, "fleet-unavailable")["outcome"] == "failed:invalid_request"
+    assert {Sweeps.visit_of(REVERIFY, t)["outcome"] for t in tenants} == {"verified"}
