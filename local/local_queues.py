@@ -93,6 +93,19 @@ def lambda_event(messages: list[dict[str, Any]], queue_arn: str, region: str) ->
     }
 
 
+def failed_messages(messages: list[dict[str, Any]], answer: Any) -> set[str]:
+    """The messages Lambda leaves on the queue after this partial batch response
+    (FunctionResponseTypes: ReportBatchItemFailures). No answer, or an empty or null
+    ``batchItemFailures``: none. An item whose ``itemIdentifier`` is missing, null, empty or
+    not a message of the batch makes Lambda treat the whole batch as failed."""
+    batch = {message["MessageId"] for message in messages}
+    items = (answer or {}).get("batchItemFailures") or []
+    named = [item.get("itemIdentifier") if isinstance(item, dict) else None for item in items]
+    if any(not isinstance(name, str) or name not in batch for name in named):
+        return batch
+    return set(named)
+
+
 def deliver(
     client: Any,
     queue_url: str,
@@ -116,8 +129,7 @@ def deliver(
         batches += 1
         delivered += len(messages)
         try:
-            answer = invoke(lambda_event(messages, queue_arn, region))
-            failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
+            failed = failed_messages(messages, invoke(lambda_event(messages, queue_arn, region)))
         except Exception:  # the function raised: Lambda retries the whole batch
             failed = {message["MessageId"] for message in messages}
         done = [m for m in messages if m["MessageId"] not in failed]
