@@ -10,59 +10,24 @@ import uuid
 
 import boto3
 import pytest
+from local_queues import create_queues, failed_messages, lambda_event
 from support import Clock, Function, http_sample, purge_job, records_on_a_retired_version, rewrap_job_get
 
 from tenant_kms.jobs import STALLED_SECONDS
 
 BATCH = 4
-# The message system attributes Lambda passes on for a standard queue.
-LAMBDA_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp")
 
 
 @pytest.fixture
 def job_queue(moto_server, monkeypatch):
-    """A job queue with its dead-letter queue, as template.yaml declares them."""
+    """The job queue with its dead-letter queue, as template.yaml declares them."""
     sqs = boto3.client("sqs", endpoint_url=moto_server)
-    name = f"jobs-{uuid.uuid4().hex[:8]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "960", "RedrivePolicy": redrive})[
-        "QueueUrl"
-    ]
+    url = create_queues(sqs, uuid.uuid4().hex[:8])["RewrapJobQueue"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server)
     monkeypatch.setenv("JOB_QUEUE_URL", url)
     monkeypatch.setenv("REWRAP_BATCH_RECORDS", str(BATCH))
     return sqs, url, arn
-
-
-def lambda_event(messages: list[dict], queue_arn: str) -> dict:
-    """The event Lambda's SQS event source mapping invokes the function with."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {
-                    k: m["Attributes"][k]
-                    for k in (
-                        "ApproximateReceiveCount",
-                        "SentTimestamp",
-                        "SenderId",
-                        "ApproximateFirstReceiveTimestamp",
-                    )
-                },
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }
 
 
 def poll(sqs, url: str, arn: str, worker: Function) -> tuple[list[dict], dict]:
@@ -72,8 +37,8 @@ def poll(sqs, url: str, arn: str, worker: Function) -> tuple[list[dict], dict]:
     ).get("Messages", [])
     if not messages:
         return [], {"batchItemFailures": []}
-    answer = worker(lambda_event(messages, arn))
-    failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+    answer = worker(lambda_event(messages, arn, "us-east-1"))
+    failed = failed_messages(messages, answer)
     for m in messages:
         if m["MessageId"] not in failed:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
