@@ -396,6 +396,9 @@ def serving(local: SamLocal, command: str) -> Iterator[str]:
         stop(server)
 
 
+INVOKE = "{}/2015-03-31/functions/{}/invocations"  # the Lambda invoke path start-lambda serves
+
+
 def request(url: str, method: str = "GET", *, claims: Any = None, body: Any = None):
     headers = {"Content-Type": "application/json"}
     if claims is not None:  # the caller logged in just now
@@ -425,11 +428,19 @@ def test_start_api_and_start_lambda_serve_the_readme_curl_sequence(stack):
 
         # The rest of the lifecycle through the same API: what the curls wrote is really there.
         assert request(f"{api_url}/tenants/acme/kms/verify", "POST", claims=ADMIN)[1]["ok"] is True
-        status, progress = request(f"{api_url}/tenants/acme/rewrap", "POST", claims=ADMIN)
-        assert (status, progress["complete"]) == (202, True)
+        status, job = request(f"{api_url}/tenants/acme/rewrap", "POST", claims=ADMIN)
+        assert (status, job["status"], job["migrated"]) == (202, "running", 0)  # a job: the request moves nothing
+        # Its unit of work, as the job queue hands it to RewrapFunction, through the invoke path
+        assert request(INVOKE.format(invoke_url, "RewrapFunction"), "POST", body=job_unit(job))[1]["status"] == (
+            "succeeded"
+        )
+        status, done = request(f"{api_url}/tenants/acme/rewrap/{job['job_id']}", claims=ADMIN)
+        assert (status, done["status"], done["remaining"]) == (200, "succeeded", 0)
         assert request(f"{api_url}/tenants/acme/keys/1", "DELETE", claims=ADMIN) == (204, None)
         assert request(f"{api_url}/tenants/acme/keys/2", "DELETE", claims=ADMIN)[0] == 409
         assert request(f"{api_url}/tenants/acme", "DELETE", claims=ADMIN) == (204, None)
+        purge = job_unit(purge_job("acme", stack.dynamodb))
+        assert request(INVOKE.format(invoke_url, "RewrapFunction"), "POST", body=purge)[1]["status"] == "succeeded"
     assert all(items == [] for items in stack.snapshot().values())
 
     # What start-api and start-lambda printed (the functions' logs included): no key in it.
