@@ -84,7 +84,7 @@ def left_after(seconds: float) -> bool:
     return deadline is None or deadline.remaining() > seconds
 
 
-def _attempt_budget(request: Any, **_: Any) -> None:
+def _attempt_budget(request: Any, event_name: str = "", **_: Any) -> None:
     """before-send: no attempt starts past the deadline, and none reads longer than what is left."""
     deadline = current()
     if deadline is None:
@@ -93,17 +93,21 @@ def _attempt_budget(request: Any, **_: Any) -> None:
     configured = context.get("client_config")
     read = configured.read_timeout if configured is not None else 60
     # botocore's per-request override (httpsession): the pool's connect timeout stays.
-    context["read_timeout"] = deadline.grant(read, _operation(request))
+    context["read_timeout"] = deadline.grant(read, _operation(event_name))
 
 
-def _retry_budget(attempts: int, caught_exception: Any = None, response: Any = None, **_: Any) -> None:
+def _retry_budget(
+    attempts: int, caught_exception: Any = None, response: Any = None, event_name: str = "", **_: Any
+) -> None:
     """needs-retry (runs before botocore's own handler): a throttled or failed attempt is not
     retried when botocore's longest backoff would leave nothing of the budget."""
     deadline = current()
     if deadline is None:
         return
     if failed(caught_exception, response) and deadline.remaining() <= min(2 ** (attempts - 1), _BOTOCORE_MAX_BACKOFF):
-        raise DeadlineExceeded(f"no time left in the request's budget for attempt {attempts + 1}")
+        raise DeadlineExceeded(
+            f"{_operation(event_name)}: no time left in the request's budget for attempt {attempts + 1}"
+        )
 
 
 def failed(caught_exception: Any, response: Any) -> bool:
@@ -118,10 +122,9 @@ def failed(caught_exception: Any, response: Any) -> bool:
     return status >= 500 or status == 429 or throttled
 
 
-def _operation(request: Any) -> str:
-    target = request.headers.get("X-Amz-Target", b"") if hasattr(request, "headers") else b""
-    target = target.decode() if isinstance(target, bytes) else str(target or "")
-    return target.split(".")[-1] or "AWS call"
+def _operation(event_name: str) -> str:
+    """The call an event is about: botocore names them <event>.<service>.<operation>."""
+    return event_name.rsplit(".", 1)[-1] or "AWS call"
 
 
 def bounded_by_deadline(client: Any) -> Any:
