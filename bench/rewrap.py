@@ -1,4 +1,4 @@
-"""Rewrap throughput on DynamoDB Local, as a ratio to a raw scan + BatchWriteItem.
+"""Rewrap throughput on DynamoDB Local, as a ratio to a raw Query + BatchWriteItem.
 
 A tenant holds --records records under version 1 (sealed with its key, counted on the
 version). Each run provisions the next version and times the rewrap of every record onto
@@ -126,7 +126,7 @@ def main() -> None:
             rewrap = rewrap_seconds(kms, args.records, args.chunk)
             runs.append({"raw_s": round(raw, 2), "rewrap_s": round(rewrap, 2), "ratio": round(raw / rewrap, 3)})
             report(
-                f"run {run}: raw scan + BatchWriteItem {args.records / raw:7.0f} records/s, "
+                f"run {run}: raw Query + BatchWriteItem {args.records / raw:7.0f} records/s, "
                 f"rewrap {args.records / rewrap:7.0f} records/s, ratio {raw / rewrap:.2f}"
             )
     ratio = statistics.median(r["ratio"] for r in runs)
