@@ -15,6 +15,8 @@ from support import (
     invoke_sample,
     key_versions,
     read_record,
+    run_job,
+    run_purge,
     run_rewrap,
     step_up,
     structured_logs,
@@ -91,3 +93,46 @@ def test_provisioning_an_unconfigured_tenant_gives_it_the_global_wrap(tenant_id)
     assert (view["provider"], view["status"], view["active_version"]) == ("global", "active", 1)
     assert [(v["version"], v["provider"], v["status"]) for v in key_versions(tenant_id)] == [(1, "global", "active")]
     assert Function("unwrap")(invoke_sample("unwrap", tenant_id))["provider"] == "global"
+
+
+def test_rewrap_jobs_and_an_erasure_emit_the_documented_metrics(tenant_id, capsys):
+    """Catches a job or erasure metric the README lists (RewrapJobsStarted, RewrapJobsSucceeded,
+    RewrapJobsFailed, TenantsErased, PurgeJobsStarted, PurgeJobsSucceeded) no longer emitted,
+    or emitted on the wrong event."""
+    # Given a record under version 1 of a global tenant, and version 2 active
+    assert Function("configure").http(step_up(http_sample("configure_put_global", tenant_id)))[0] == 200
+    data = Function("tenant_data")
+    assert data(invoke_sample("tenant_data_put", tenant_id, name="a", value_b64=b64(b"a")))["version"] == 1
+    assert Function("provision").http(step_up(http_sample("provision_post", tenant_id)))[0] == 201
+    rewrap = Function("rewrap")
+    capsys.readouterr()
+
+    # When a job starts and the provider refuses the active version before its batch: it fails
+    status, job = rewrap.http(http_sample("rewrap_post", tenant_id))
+    assert status == 202
+    started = emf_metrics(capsys.readouterr().out)
+    intact = version_row(tenant_id, 2)
+    put_version_row({**intact, "wrapped_key": version_row(tenant_id, 1)["wrapped_key"]})
+    failed_job = run_job(rewrap, job)
+    assert (failed_job["status"], failed_job["error"]["code"]) == ("failed", "sealed")
+    failed = emf_metrics(capsys.readouterr().out)
+
+    # When the version unwraps again, the tenant is unsealed and a new job runs to its end
+    put_version_row(intact)
+    assert Function("verify").http(step_up(http_sample("verify_unseal", tenant_id)))[0] == 200
+    capsys.readouterr()
+    assert run_rewrap(tenant_id, rewrap)["status"] == "succeeded"
+    succeeded = emf_metrics(capsys.readouterr().out)
+
+    # When the tenant is erased, and its purge runs to its end
+    assert Function("erase").http(step_up(http_sample("erase_delete", tenant_id))) == (204, None)
+    erased = emf_metrics(capsys.readouterr().out)
+    assert run_purge(tenant_id, rewrap)["status"] == "succeeded"
+    purged = emf_metrics(capsys.readouterr().out)
+
+    assert started["RewrapJobsStarted"] == [1.0]
+    assert failed["RewrapJobsFailed"] == [1.0] and "RewrapJobsSucceeded" not in failed
+    assert succeeded["RewrapJobsStarted"] == [1.0] and succeeded["RewrapJobsSucceeded"] == [1.0]
+    assert "RewrapJobsFailed" not in succeeded
+    assert erased["TenantsErased"] == [1.0] and erased["PurgeJobsStarted"] == [1.0]
+    assert purged["PurgeJobsSucceeded"] == [1.0] and "TenantsErased" not in purged
