@@ -13,6 +13,7 @@ from support import (
     Function,
     http_sample,
     job_unit,
+    purge_job,
     read_all,
     record_counts,
     records_on_a_retired_version,
@@ -237,3 +238,23 @@ def test_unknown_jobs_are_not_found_and_other_tenants_may_not_look(tenant_id, ra
     assert job_get(rewrap, tenant_id, job["job_id"], claims=other)[0] == 403
     operator = {"sub": "ops", "scope": "tenant-kms/operator"}
     assert job_get(rewrap, tenant_id, job["job_id"], claims=operator) == (200, job)
+
+
+def test_a_finished_job_stays_readable_for_30_days_and_a_purge_is_no_rewrap_job(tenant_id, rate):
+    """Catches a finished job's row expiring at another time than 30 days after it finished
+    (README, Rewrap jobs), and an erased tenant's purge job answered by GET …/rewrap/{job_id}."""
+    rate(0)
+    records_on_a_retired_version(tenant_id, 2)
+    clock = Clock()
+    rewrap = Function("rewrap")
+    rewrap.service.clock = clock
+    done = run_job(rewrap, rewrap.http(http_sample("rewrap_post", tenant_id))[1])
+    assert done["status"] == "succeeded"
+    (row,) = [item for item in jobs_of(tenant_id) if item["job_id"]["S"] == done["job_id"]]
+    assert int(row["expires_at"]["N"]) == int(clock()) + 30 * 86400
+
+    assert Function("erase").http(http_sample("erase_delete", tenant_id)) == (204, None)
+    purge = purge_job(tenant_id)
+    status, body = job_get(Function("rewrap"), tenant_id, purge["job_id"])
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    run_purge(tenant_id, rewrap)
