@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import yaml
 from build_bundle import ROOT, SAM
+from local_queues import QUEUE_SETTINGS
 from local_tables import TABLE_SETTINGS
 
 LOCAL_AUTHORIZER = "LocalClaimsAuthorizer"
@@ -81,8 +82,11 @@ def write_env_vars(
         # Deployed-only resources: local runs use the function's own credentials and sign nothing.
         KEY_WRAPPING_ROLE_ARN="",
         FEDERATION_SIGNING_KEY_ID="",
-        # No job queue locally: a job advances by direct invoke of its unit of work.
+        # No queues locally (a job advances by direct invoke of its unit of work; sweeps need SQS,
+        # moto's in the tests): sam local would answer a queue's Ref with its logical id, and a
+        # sweep would then send to the real SQS endpoint.
         JOB_QUEUE_URL="",
+        **dict.fromkeys(QUEUE_SETTINGS.values(), ""),
         AWS_ENDPOINT_URL_DYNAMODB=f"http://host.docker.internal:{dynamodb_port}",
     )
     variables.update(extra or {})
