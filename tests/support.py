@@ -168,6 +168,18 @@ def snapshot_tables(tables: dict[str, str], client: Any = None) -> dict[str, lis
     return snapshot
 
 
+def partition_items(table: str, partition: str, client: Any = None) -> list[dict[str, Any]]:
+    """Every item of one partition (``tenant_id`` = ``partition``), every page, read consistently."""
+    client = client or boto3.client("dynamodb")
+    pages = client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="tenant_id = :t",
+        ExpressionAttributeValues={":t": {"S": partition}},
+        ConsistentRead=True,
+    )
+    return [item for page in pages for item in page["Items"]]
+
+
 @contextlib.contextmanager
 def structured_logs() -> Iterator[io.StringIO]:
     """Everything the service logs, formatted exactly as Lambda would ship it to CloudWatch."""

@@ -3,22 +3,22 @@ route answers once the keys are gone; a purge job deletes the records and the re
 
 from __future__ import annotations
 
-import boto3
-from support import Function, b64, http_sample, invoke_sample, job_unit, purge_job, run_purge, snapshot_tables
+from support import (
+    Function,
+    b64,
+    http_sample,
+    invoke_sample,
+    job_unit,
+    partition_items,
+    purge_job,
+    run_purge,
+    snapshot_tables,
+)
 from testenv import TABLES, TENANT_TABLES
 
 
 def tenant_items(tenant_id: str) -> dict[str, list]:
-    client = boto3.client("dynamodb")
-    return {
-        table: client.query(
-            TableName=name,
-            KeyConditionExpression="tenant_id = :t",
-            ExpressionAttributeValues={":t": {"S": tenant_id}},
-            ConsistentRead=True,
-        )["Items"]
-        for table, name in TENANT_TABLES.items()
-    }
+    return {table: partition_items(name, tenant_id) for table, name in TENANT_TABLES.items()}
 
 
 def test_erased_tenant_has_no_keys_left_and_every_read_is_not_found(tenant_id):

@@ -10,7 +10,7 @@ import os
 
 import boto3
 import pytest
-from support import Clock, snapshot_tables, structured_logs
+from support import Clock, partition_items, snapshot_tables, structured_logs
 from testenv import MASTER_KEY, TABLES
 
 from kms_wrapping import ProviderRegistry
@@ -58,13 +58,7 @@ def config_row(tenant_id: str) -> dict:
 
 
 def version_rows(tenant_id: str) -> dict[int, dict]:
-    answer = boto3.client("dynamodb").query(
-        TableName=TABLES["KeyVersionTable"],
-        KeyConditionExpression="tenant_id = :t",
-        ExpressionAttributeValues={":t": {"S": tenant_id}},
-        ConsistentRead=True,
-    )
-    return {int(item["version"]["N"]): item for item in answer["Items"]}
+    return {int(item["version"]["N"]): item for item in partition_items(TABLES["KeyVersionTable"], tenant_id)}
 
 
 @pytest.fixture
@@ -266,13 +260,7 @@ def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock
 
 
 def record_rows(tenant_id: str) -> dict[str, dict]:
-    answer = boto3.client("dynamodb").query(
-        TableName=TABLES["TenantDataTable"],
-        KeyConditionExpression="tenant_id = :t",
-        ExpressionAttributeValues={":t": {"S": tenant_id}},
-        ConsistentRead=True,
-    )
-    return {item["name"]["S"]: item for item in answer["Items"]}
+    return {item["name"]["S"]: item for item in partition_items(TABLES["TenantDataTable"], tenant_id)}
 
 
 def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, clock):

@@ -13,6 +13,7 @@ from support import (
     Function,
     http_sample,
     job_unit,
+    partition_items,
     purge_job,
     read_all,
     record_counts,
@@ -123,13 +124,11 @@ def test_two_starts_racing_make_one_job(tenant_id, rate):
 
 
 def jobs_of(tenant_id: str) -> list[dict]:
-    items = boto3.client("dynamodb").query(
-        TableName=TABLES["JobTable"],
-        KeyConditionExpression="tenant_id = :t",
-        ExpressionAttributeValues={":t": {"S": tenant_id}},
-        ConsistentRead=True,
-    )["Items"]
-    return [item for item in items if not item["job_id"]["S"].startswith("running#")]
+    return [
+        item
+        for item in partition_items(TABLES["JobTable"], tenant_id)
+        if not item["job_id"]["S"].startswith("running#")
+    ]
 
 
 def test_a_worker_dying_mid_batch_is_taken_over_after_its_lease_and_nothing_is_lost_or_counted_twice(tenant_id, rate):

@@ -19,6 +19,7 @@ from support import (
     http_sample,
     invoke_sample,
     job_unit,
+    partition_items,
     purge_job,
     run_job,
     sample,
@@ -169,12 +170,7 @@ def tenant_rows(direct, tenant_id: str) -> dict[str, list[dict]]:
     for table, name in TENANT_TABLES.items():
         rows[table] = []
         for partition in (tenant_id, f"{tenant_id}#external-id"):
-            rows[table] += direct.query(
-                TableName=name,
-                KeyConditionExpression="tenant_id = :t",
-                ExpressionAttributeValues={":t": {"S": partition}},
-                ConsistentRead=True,
-            )["Items"]
+            rows[table] += partition_items(name, partition, direct)
     return rows
 
 

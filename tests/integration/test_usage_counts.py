@@ -18,6 +18,7 @@ from support import (
     http_sample,
     invoke_sample,
     key_versions,
+    partition_items,
     read_record,
     run_rewrap,
 )
@@ -31,17 +32,7 @@ ROTATIONS = 6
 
 def records_by_version(tenant_id: str) -> Counter:
     """What the data table holds: the tenant's records per version."""
-    pages = (
-        boto3.client("dynamodb")
-        .get_paginator("query")
-        .paginate(
-            TableName=TABLES["TenantDataTable"],
-            KeyConditionExpression="tenant_id = :t",
-            ExpressionAttributeValues={":t": {"S": tenant_id}},
-            ConsistentRead=True,
-        )
-    )
-    return Counter(int(item["version"]["N"]) for page in pages for item in page["Items"])
+    return Counter(int(item["version"]["N"]) for item in partition_items(TABLES["TenantDataTable"], tenant_id))
 
 
 def assert_counts_exact(tenant_id: str) -> None:
@@ -158,12 +149,7 @@ def as_before_usage_rows(tenant_id: str, *, version: int, records: int) -> None:
         UpdateExpression="SET records = :n, encryptions = :n REMOVE usage_rows",
         ExpressionAttributeValues={":n": {"N": str(records)}},
     )
-    for item in client.query(
-        TableName=TABLES["TenantDataTable"],
-        KeyConditionExpression="tenant_id = :t",
-        ExpressionAttributeValues={":t": {"S": tenant_id}},
-        ConsistentRead=True,
-    )["Items"]:
+    for item in partition_items(TABLES["TenantDataTable"], tenant_id, client):
         client.update_item(
             TableName=TABLES["TenantDataTable"],
             Key={"tenant_id": item["tenant_id"], "name": item["name"]},
