@@ -158,3 +158,36 @@ def test_an_erasure_sends_its_purge_to_the_job_queue_and_the_mapping_finishes_it
     assert polls == [1, 1]
     assert purge_job(tenant_id) is None
     assert Function("configure").http(http_sample("configure_get", tenant_id))[1]["status"] == "unconfigured"
+
+
+def test_erasing_again_sends_a_new_unit_to_a_purge_whose_unit_was_lost(tenant_id, job_queue, monkeypatch):
+    """Catches DELETE /tenants/{tenant_id} again leaving a stalled purge stalled (README: it
+    restarts a stalled purge), or queuing a second unit for a purge that is not stalled."""
+    sqs, url, arn = job_queue
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
+    records_on_a_retired_version(tenant_id, 2)
+    clock = Clock(time.time())  # the worker that runs the new unit reads the real clock
+    eraser = Function("erase")
+    eraser.service.clock = clock
+    assert eraser.http(http_sample("erase_delete", tenant_id)) == (204, None)
+    job = purge_job(tenant_id)
+
+    # Given its first unit lost (gone to the dead-letter queue, say)
+    (lost,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=lost["ReceiptHandle"])
+
+    # When the tenant is erased again while the purge is not yet stalled: the same purge, no unit
+    clock.advance(STALLED_SECONDS)
+    assert eraser.http(http_sample("erase_delete", tenant_id)) == (204, None)
+    assert purge_job(tenant_id) == job and queued(sqs, url)["Visible"] == 0
+
+    # and once nobody advanced it for longer: a new unit, which the mapping's poll runs to the end
+    clock.advance(1)
+    assert eraser.http(http_sample("erase_delete", tenant_id)) == (204, None)
+    assert purge_job(tenant_id) == job
+    polls = []
+    while messages := poll(sqs, url, arn, Function("rewrap"))[0]:
+        polls.append(len(messages))
+    assert polls == [1]
+    assert purge_job(tenant_id) is None
+    assert Function("configure").http(http_sample("configure_get", tenant_id))[1]["status"] == "unconfigured"
