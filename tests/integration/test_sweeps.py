@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from deployment import own_tables
 from local_gateway import LocalContext
-from support import JOB_TIMEOUT_MS, Function, emf_metrics, http_sample, sample
+from support import JOB_TIMEOUT_MS, Clock, Function, emf_metrics, http_sample, sample
 
 from tenant_kms.models import SweepVisit, TenantConfig
 from tenant_kms.sweeps import PAGE_SIZE, REPOLL, REVERIFY, Sweeps
@@ -209,6 +209,7 @@ def test_a_sweep_emits_the_documented_metrics(monkeypatch, queues, capsys):
     Function("verify")(sample("verify_scheduled"), timeout_ms=JOB_TIMEOUT_MS)
     scheduled = emf_metrics(capsys.readouterr().out)
     consumer = Function("verify")
+    consumer.module.sweeps.clock = clock = Clock()
     sent_twice(queues, queue_url, batches=1)
     queues.deliver(queue_url, consumer)
     visited = emf_metrics(capsys.readouterr().out)
@@ -221,3 +222,5 @@ def test_a_sweep_emits_the_documented_metrics(monkeypatch, queues, capsys):
     assert sum(visited["SweepUnitsRepeated"]) == 3.0
     assert Sweeps.visit_of(REVERIFY, "fleet-unavailable")["outcome"] == "failed:invalid_request"
     assert {Sweeps.visit_of(REVERIFY, t)["outcome"] for t in tenants} == {"verified"}
+    # and each visit's row expires 14 days after its claim (README, Scheduled jobs)
+    assert {SweepVisit.get(t, REVERIFY).expires_at for t in tenants} == {int(clock()) + 14 * 86400}
