@@ -20,8 +20,10 @@ from kms_wrapping.base import ProviderUnavailable
 
 # What a request keeps of the function's own remaining time to build and send its answer.
 ANSWER_MARGIN_SECONDS = 0.5
-# botocore's standard retry mode sleeps up to min(2**(n-1), 20) s after a throttled attempt n.
+# botocore's standard retry mode sleeps up to min(2**(n-1), 20) s after a throttled attempt n
+# (less after other failures), raised to the answer's x-amz-retry-after (ms) by at most 5 s more.
 _BOTOCORE_MAX_BACKOFF = 20
+_BOTOCORE_RETRY_AFTER_MAX_ADDITIONAL = 5
 
 
 class DeadlineExceeded(ProviderUnavailable):
@@ -104,10 +106,20 @@ def _retry_budget(
     deadline = current()
     if deadline is None:
         return
-    if failed(caught_exception, response) and deadline.remaining() <= min(2 ** (attempts - 1), _BOTOCORE_MAX_BACKOFF):
+    if failed(caught_exception, response) and deadline.remaining() <= longest_backoff(attempts, response):
         raise DeadlineExceeded(
             f"{_operation(event_name)}: no time left in the request's budget for attempt {attempts + 1}"
         )
+
+
+def longest_backoff(attempts: int, response: Any) -> float:
+    """The longest botocore may sleep before attempt ``attempts + 1``."""
+    longest = min(2 ** (attempts - 1), _BOTOCORE_MAX_BACKOFF)
+    try:
+        retry_after = int(response[0].headers["x-amz-retry-after"]) / 1000
+    except (TypeError, KeyError, ValueError):  # no answer, no header, or one botocore ignores too
+        return longest
+    return max(longest, min(retry_after, longest + _BOTOCORE_RETRY_AFTER_MAX_ADDITIONAL))
 
 
 def failed(caught_exception: Any, response: Any) -> bool:
