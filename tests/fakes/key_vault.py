@@ -97,6 +97,9 @@ class FakeKeyVault:
         self._faults: list[int | str] = []
         self._persistent: int | str | None = None
         self.hang_seconds = 3.0
+        # The wait a throttled answer asks for. Key Vault counts its limits per 10 s window and
+        # names a wait in Retry-After; 0 spares tests that do not measure it real sleeps.
+        self.retry_after_seconds = 0
         self._lock = threading.Lock()
         vault = self
 
@@ -157,7 +160,9 @@ class FakeKeyVault:
                 if fault:
                     if fault == 429:
                         return self.answer(
-                            429, {"error": {"code": "Throttled", "message": "slow down"}}, {"Retry-After": "0"}
+                            429,
+                            {"error": {"code": "Throttled", "message": "slow down"}},
+                            {"Retry-After": str(vault.retry_after_seconds)},
                         )
                     if fault == 502:  # a gateway in front of the vault: HTML, not JSON
                         return self.answer(502, raw=b"<html>Bad Gateway</html>", headers={"Content-Type": "text/html"})

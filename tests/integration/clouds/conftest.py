@@ -108,6 +108,7 @@ def azure(azure_fakes, moto_server, federation_kms, monkeypatch) -> AzureWorld:
     entra, vault, sts_tokens, sts, cert_file = azure_fakes
     entra.fail_always(None)
     vault.fail_always(None)
+    vault.retry_after_seconds = 0
     federation_kms.reset()
     sts.fail_with = None
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))

@@ -39,6 +39,9 @@ class SlowTransport(RequestsTransport):
         self.clock.advance(self.seconds)
         return answer
 
+    def sleep(self, duration):  # azure-core's waits between attempts (Retry-After, backoff)
+        self.clock.advance(duration)
+
 
 def wrapper_for(azure, tenant_id: str, transport: SlowTransport, *, attempts: int, read: int):
     customer = azure.customer(tenant_id)
@@ -87,3 +90,23 @@ def test_vault_calls_that_fit_the_budget_are_unchanged(azure, tenant_id):
         assert wrapper.probe(tenant_id)
 
     assert {granted for *_, granted in transport.sent} == {5}
+
+
+def test_a_throttled_vault_is_not_waited_for_past_the_deadline(azure, tenant_id):
+    """Key Vault throttles with 429 and a Retry-After of seconds; azure-core waits that long
+    before its next attempt. Catches an attempt left to wait past the request's deadline."""
+    clock = Clock()
+    transport = SlowTransport(clock, 0.5, read=5)
+    wrapper = wrapper_for(azure, tenant_id, transport, attempts=10, read=5)
+    deadline = Deadline(at=clock() + BUDGET, clock=clock)
+    azure.vault.retry_after_seconds = 10
+    azure.vault.fail_always(429)
+    throttled = len(azure.vault.requests)
+
+    with running_until(deadline), pytest.raises(ProviderUnavailable):
+        wrapper.probe(tenant_id)
+
+    # The token's challenge and exchange, then attempts at 1, 11.5 and 22 s: a fourth would start at 32.5
+    assert len(azure.vault.requests) - throttled == 3, transport.sent
+    assert all(at < deadline.at for _, at, *_ in transport.sent)
+    assert clock() <= deadline.at
