@@ -4,14 +4,19 @@ advances it one batch at a time, at the configured rate, under a lease a dead wo
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import threading
 
 import boto3
 import pytest
 from support import (
+    JOB_TIMEOUT_MS,
     Clock,
     Function,
+    b64,
     http_sample,
+    invoke_sample,
     job_unit,
     partition_items,
     purge_job,
@@ -257,3 +262,37 @@ def test_a_finished_job_stays_readable_for_30_days_and_a_purge_is_no_rewrap_job(
     status, body = job_get(Function("rewrap"), tenant_id, purge["job_id"])
     assert (status, body["error"]["code"]) == (404, "not_found")
     run_purge(tenant_id, rewrap)
+
+
+def test_the_largest_records_move_in_transactions_under_4_mb(tenant_id, monkeypatch):
+    """Catches a rewrap transaction past DynamoDB's 4 MB (README, Record writes and rewrap),
+    and a batch that claims to examine more than one Query page (1 MB) holds: 20 records of
+    the largest size a record may have, batches of up to 100."""
+    monkeypatch.setenv("REWRAP_BATCH_RECORDS", "100")
+    assert Function("configure").http(http_sample("configure_put_global", tenant_id))[0] == 200
+    data = Function("tenant_data")
+    largest = int(os.environ.get("MAX_RECORD_BYTES", 256 * 1024))
+    values = {f"rec-{i:03d}": secrets.token_bytes(largest) for i in range(20)}
+    for name, value in values.items():
+        assert data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(value)))["version"] == 1
+    assert Function("provision").http(http_sample("provision_post", tenant_id))[0] == 201
+    rewrap = Function("rewrap")
+    real_move = rewrap.module.records._move
+    sizes, moved = [], []
+
+    def move(active, moves, job_id=None):
+        sizes.append(sum(len(ciphertext) for _, ciphertext in moves))
+        moved.extend(record.name for record, _ in moves)
+        return real_move(active, moves, job_id)
+
+    rewrap.module.records._move = move
+    job = rewrap.http(http_sample("rewrap_post", tenant_id))[1]
+    first = rewrap(job_unit(job), timeout_ms=JOB_TIMEOUT_MS)
+    done = run_job(rewrap, first)
+
+    # A batch examines one Query page at most (1 MB: a few of these records), however many
+    # records it may take; every transaction stays under 4 MB, and every record moved once
+    assert 0 < first["migrated"] < 1024 * 1024 // largest + 1
+    assert (done["status"], done["migrated"], done["remaining"]) == ("succeeded", 20, 0)
+    assert max(sizes) < 4_000_000 and sorted(moved) == sorted(values)
+    assert read_all(tenant_id, values) == {n: (v, 2) for n, v in values.items()}
