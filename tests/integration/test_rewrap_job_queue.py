@@ -55,9 +55,8 @@ def queued(sqs, url: str) -> dict[str, int]:
     return {name.removeprefix("ApproximateNumberOfMessages") or "Visible": int(found[name]) for name in names}
 
 
-def test_a_job_runs_to_its_end_through_the_queue_one_message_per_batch(tenant_id, job_queue, monkeypatch):
+def test_a_job_runs_to_its_end_through_the_queue_one_message_per_batch(tenant_id, job_queue):
     sqs, url, arn = job_queue
-    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
     values = records_on_a_retired_version(tenant_id, 10)
     worker = Function("rewrap")
 
@@ -95,9 +94,8 @@ def test_the_next_unit_waits_the_rate_interval_in_the_queue(tenant_id, job_queue
     assert poll(sqs, url, arn, worker)[0] == []
 
 
-def test_a_unit_that_fails_is_reported_alone_and_comes_back(tenant_id, job_queue, monkeypatch):
+def test_a_unit_that_fails_is_reported_alone_and_comes_back(tenant_id, job_queue):
     sqs, url, arn = job_queue
-    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
     records_on_a_retired_version(tenant_id, 2)
     worker = Function("rewrap")
     job = Function("rewrap").http(http_sample("rewrap_post", tenant_id))[1]
@@ -114,9 +112,8 @@ def test_a_unit_that_fails_is_reported_alone_and_comes_back(tenant_id, job_queue
     assert (status, view["status"], view["migrated"]) == (200, "succeeded", 2)
 
 
-def test_a_start_sends_a_new_unit_to_a_job_whose_unit_was_lost(tenant_id, job_queue, monkeypatch):
+def test_a_start_sends_a_new_unit_to_a_job_whose_unit_was_lost(tenant_id, job_queue):
     sqs, url, arn = job_queue
-    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
     records_on_a_retired_version(tenant_id, 2)
     clock = Clock(time.time())  # the worker that runs the new unit reads the real clock
     starter = Function("rewrap")
@@ -141,9 +138,8 @@ def test_a_start_sends_a_new_unit_to_a_job_whose_unit_was_lost(tenant_id, job_qu
     assert (status, view["status"], view["migrated"]) == (200, "succeeded", 2)
 
 
-def test_an_erasure_sends_its_purge_to_the_job_queue_and_the_mapping_finishes_it(tenant_id, job_queue, monkeypatch):
+def test_an_erasure_sends_its_purge_to_the_job_queue_and_the_mapping_finishes_it(tenant_id, job_queue):
     sqs, url, arn = job_queue
-    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
     records_on_a_retired_version(tenant_id, BATCH + 2)  # two batches
 
     # When the tenant is erased: its keys go, and the purge's first unit is queued
@@ -160,11 +156,10 @@ def test_an_erasure_sends_its_purge_to_the_job_queue_and_the_mapping_finishes_it
     assert Function("configure").http(http_sample("configure_get", tenant_id))[1]["status"] == "unconfigured"
 
 
-def test_erasing_again_sends_a_new_unit_to_a_purge_whose_unit_was_lost(tenant_id, job_queue, monkeypatch):
+def test_erasing_again_sends_a_new_unit_to_a_purge_whose_unit_was_lost(tenant_id, job_queue):
     """Catches DELETE /tenants/{tenant_id} again leaving a stalled purge stalled (README: it
     restarts a stalled purge), or queuing a second unit for a purge that is not stalled."""
     sqs, url, arn = job_queue
-    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "0")
     records_on_a_retired_version(tenant_id, 2)
     clock = Clock(time.time())  # the worker that runs the new unit reads the real clock
     eraser = Function("erase")
