@@ -53,6 +53,20 @@ def fleet(monkeypatch, queues) -> list[str]:
     return global_tenants(monkeypatch, TENANTS)
 
 
+def active_config(tenant_id: str, provider: str = "global") -> TenantConfig:
+    """A tenant's config row as configure leaves it, on version 1."""
+    return TenantConfig(
+        tenant_id,
+        provider=provider,
+        config={},
+        status="active",
+        active_version=1,
+        revision=1,
+        created_at="2026-11-29T00:00:00.000Z",
+        updated_at="2026-11-29T00:00:00.000Z",
+    )
+
+
 def global_tenants(monkeypatch, count: int) -> list[str]:
     """Tenants on the global wrap in tables of the test's own, their config rows written
     directly (a batch write): re-verifying them needs no provider."""
@@ -61,18 +75,7 @@ def global_tenants(monkeypatch, count: int) -> list[str]:
     tenants = [f"fleet-{n:05d}" for n in range(count)]
     with TenantConfig.batch_write() as batch:
         for tenant_id in tenants:
-            batch.save(
-                TenantConfig(
-                    tenant_id,
-                    provider="global",
-                    config={},
-                    status="active",
-                    active_version=1,
-                    revision=1,
-                    created_at="2026-11-29T00:00:00.000Z",
-                    updated_at="2026-11-29T00:00:00.000Z",
-                )
-            )
+            batch.save(active_config(tenant_id))
     return tenants
 
 
@@ -192,16 +195,7 @@ def test_a_sweep_emits_the_documented_metrics(monkeypatch, queues, capsys):
     # Given two tenants on the global wrap and one on a provider this deployment lacks
     tenants = global_tenants(monkeypatch, 2)
     monkeypatch.delenv("OPERATOR_KMS_KEY_ARN", raising=False)
-    TenantConfig(
-        "fleet-unavailable",
-        provider="operator_kms_aws",
-        config={},
-        status="active",
-        active_version=1,
-        revision=1,
-        created_at="2026-11-29T00:00:00.000Z",
-        updated_at="2026-11-29T00:00:00.000Z",
-    ).save()
+    active_config("fleet-unavailable", provider="operator_kms_aws").save()
     queue_url = queues.urls["ReverifyQueue"]
     capsys.readouterr()
 
