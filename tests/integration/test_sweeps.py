@@ -218,3 +218,42 @@ def test_a_sweep_emits_the_documented_metrics(monkeypatch, queues, capsys):
     assert {Sweeps.visit_of(REVERIFY, t)["outcome"] for t in tenants} == {"verified"}
     # and each visit's row expires 14 days after its claim (README, Scheduled jobs)
     assert {SweepVisit.get(t, REVERIFY).expires_at for t in tenants} == {int(clock()) + 14 * 86400}
+
+
+class Died(BaseException):
+    """The instance died in the middle of a visit: nothing of ours runs after it."""
+
+
+def test_a_visit_whose_worker_died_is_taken_by_the_unit_once_the_claim_lapsed(monkeypatch, queues):
+    """Catches a dead worker's claim that never lapses (the tenant skipped by that sweep) or
+    lapses before the invocation's time is out (two visits at once) (README, Scheduled jobs)."""
+    # Given acme on the global wrap, and a worker that dies while visiting it for a sweep
+    global_tenants(monkeypatch, 0)
+    assert Function("configure").http(http_sample("configure_put_global", "acme"))[0] == 200
+    clock = Clock()
+    dying = Function("verify")
+    dying.module.sweeps.clock = clock
+
+    def die(tenant_id: str, *, actor: str) -> dict:
+        raise Died
+
+    dying.service.verify = die
+    with pytest.raises(Died):
+        dying(sample("verify_reverify_units"), timeout_ms=60_000)
+    assert Sweeps.visit_of(REVERIFY, "acme")["state"] == "claimed"
+
+    # When the unit comes back while the dead worker's invocation could still be running
+    taker = Function("verify")
+    taker.module.sweeps.clock = clock
+    verified = counting_verifies(taker)
+    clock.advance(60)
+    assert taker(sample("verify_reverify_units")) == {"batchItemFailures": []}
+    assert verified["acme"] == 0
+
+    # and once that time is out
+    clock.advance(2)
+    assert taker(sample("verify_reverify_units")) == {"batchItemFailures": []}
+
+    # Then the unit visited acme, once
+    assert verified["acme"] == 1
+    assert Sweeps.visit_of(REVERIFY, "acme")["outcome"] == "verified"
