@@ -50,6 +50,7 @@ from typing import Any
 
 from azure.core import exceptions as aexc
 from azure.core.credentials import AccessToken, AccessTokenInfo
+from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 from azure.keyvault.keys import KeyClient
 from cryptography.exceptions import InvalidSignature
@@ -421,6 +422,9 @@ def federated_credential(
     return EntraCredential(make, max_age=token_max_age)
 
 
+_RETRY = RetryPolicy()
+
+
 def _attempt_budget(request: Any) -> None:
     """Before every attempt (vault and Entra ID alike): none starts past the request's deadline,
     and none connects or reads longer than what is left of it."""
@@ -439,14 +443,9 @@ def _retry_budget(response: Any) -> None:
     answer = response.http_response
     if deadline.current() is None or not (answer.status_code == 429 or answer.status_code >= 500):
         return
-    headers = answer.headers
-    wait = 0.0
-    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            wait = float(headers.get(name)) * scale
-            break
-        except (TypeError, ValueError):
-            continue
+    # The wait azure-core's retry reads from the answer (Retry-After in seconds or as a date, then
+    # the millisecond headers); without one its backoff is a fraction of a second.
+    wait = _RETRY.get_retry_after(response) or 0.0
     if not deadline.left_after(wait):
         raise deadline.DeadlineExceeded(f"Azure answered HTTP {answer.status_code}; no time left for another attempt")
 
