@@ -69,19 +69,19 @@ bench-cold-start: setup build
 	$(PY) bench/cold_start.py --runs 15
 
 ## bench-rewrap: rewrap of 10,000 records on DynamoDB Local, as a ratio to a raw Query + BatchWriteItem
-bench-rewrap: setup
+bench-rewrap: $(VENV)/.installed .local/dynamodb-local/.installed
 	$(PY) bench/rewrap.py --records 10000 --runs 3
 
 ## bench-hot-tenant: 8 writers on one tenant against 8 writers on 8 tenants (ratio of the times)
-bench-hot-tenant: setup
+bench-hot-tenant: $(VENV)/.installed .local/dynamodb-local/.installed
 	$(PY) bench/hot_tenant.py --writers 8 --writes 50 --runs 3
 
 ## bench-seal-open: seal+open of 1 KB against raw AES-GCM and the AWS Encryption SDK (ratios)
-bench-seal-open: setup
+bench-seal-open: $(VENV)/.installed
 	$(PY) bench/seal_open.py --size 1024
 
 ## bench-session-cache: the session cache with 50,000 (tenant, version) keys (memory, hit and evict ratios)
-bench-session-cache: setup
+bench-session-cache: $(VENV)/.installed
 	$(PY) bench/session_cache.py --tenants 25000 --versions 2
 
 ## mutate: mutation testing of the lifecycle, sealing, session cache, master key ring and the
