@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 from support import Clock
 
 from tenant_kms.keyring import ENTRY_BYTES, SessionCache
+from tenant_kms.service import TenantKms
+from tenant_kms.settings import Settings
 
 
 def test_ttl_counts_from_the_unwrap_not_from_last_use():
@@ -106,3 +110,18 @@ def test_the_expiry_heap_stays_bounded_by_the_keys_held():
     for round_ in range(1000):
         cache.put(("acme", round_ % 5, "u"), b"a" * 32, 60)
     assert len(cache) == 5 and len(cache._expiry) <= 2 * 5 + 64 + 1
+
+
+def test_the_deployment_setting_sizes_each_instances_cache():
+    """Catches SESSION_CACHE_MB (SessionCacheMb) not reaching the cache: the README's settings
+    table says the cache takes that much memory, counted per key, and no more."""
+    env = {
+        "CONFIG_TABLE": "c",
+        "KEY_VERSION_TABLE": "k",
+        "TENANT_DATA_TABLE": "d",
+        "AWS_REGION": "eu-west-1",
+        "MASTER_KEY_B64": base64.b64encode(b"k" * 32).decode(),
+    }
+    assert TenantKms(Settings.from_env(env)).cache.max_entries == 64 * 1024 * 1024 // ENTRY_BYTES  # ~18,700
+    small = TenantKms(Settings.from_env({**env, "SESSION_CACHE_MB": "1"}))
+    assert small.cache.max_entries == 1024 * 1024 // ENTRY_BYTES
