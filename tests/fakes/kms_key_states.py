@@ -1,7 +1,8 @@
-"""moto's KMS (5.2) encrypts and decrypts under a disabled key or one pending deletion; AWS
-refuses: ``DisabledException`` for a disabled key, ``KMSInvalidStateException`` for one pending
-deletion. Inside this context the in-process moto server refuses the same way, so a test that
-retires an old key proves nothing still needs it."""
+"""moto's KMS (5.2) encrypts, decrypts, signs and gives out the public key of a disabled key
+or one pending deletion; AWS refuses: ``DisabledException`` for a disabled key,
+``KMSInvalidStateException`` for one pending deletion. Inside this context the in-process
+moto server refuses the same way, so a test that retires an old key proves nothing still
+needs it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def _refuse_unless_enabled(key: models.Key) -> None:
 def key_states_enforced() -> Iterator[None]:
     backend = models.KmsBackend
     real_encrypt, real_decrypt = backend.encrypt, backend.decrypt
+    real_sign, real_get_public_key = backend.sign, backend.get_public_key
 
     def encrypt(self, key_id, plaintext, encryption_context):
         _refuse_unless_enabled(self.keys[self.any_id_to_key_id(key_id)])
@@ -33,8 +35,18 @@ def key_states_enforced() -> Iterator[None]:
         _refuse_unless_enabled(self.keys[self.any_id_to_key_id(arn)])  # the key the ciphertext names
         return plaintext, arn
 
+    def sign(self, key_id, message, signing_algorithm):
+        _refuse_unless_enabled(self.keys[self.any_id_to_key_id(key_id)])
+        return real_sign(self, key_id, message, signing_algorithm)
+
+    def get_public_key(self, key_id):
+        _refuse_unless_enabled(self.keys[self.any_id_to_key_id(key_id)])
+        return real_get_public_key(self, key_id)
+
     backend.encrypt, backend.decrypt = encrypt, decrypt
+    backend.sign, backend.get_public_key = sign, get_public_key
     try:
         yield
     finally:
         backend.encrypt, backend.decrypt = real_encrypt, real_decrypt
+        backend.sign, backend.get_public_key = real_sign, real_get_public_key
