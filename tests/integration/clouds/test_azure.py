@@ -252,6 +252,15 @@ def _signing_throttled(azure, _customer):
     azure.federation_kms.fail_always("throttle")
 
 
+def _federation_key(enabled: bool) -> Callable:
+    def change(_azure, _customer):
+        kms = boto3.client("kms")
+        key_id = os.environ["FEDERATION_SIGNING_KEY_ID"].rsplit("/", 1)[1]  # moto takes the key id only
+        (kms.enable_key if enabled else kms.disable_key)(KeyId=key_id)
+
+    return change
+
+
 @dataclass(frozen=True)
 class Case:
     fault: Callable
@@ -259,6 +268,7 @@ class Case:
     counted: str | None = None  # which fake counts the attempts
     attempts: int | None = None  # None: the configured KMS_MAX_ATTEMPTS
     warm: bool = False  # the instance already holds the key's type and an Entra token
+    undo: Callable | None = None  # what ends the fault, beside the fakes' own reset
 
 
 SEALED, UNAVAILABLE = "sealed", "provider_unavailable"
@@ -285,6 +295,9 @@ CLASSIFICATION = {
         _entra(400, _aadsts(9999999), "application/json"), UNAVAILABLE, "entra", attempts=1
     ),
     "KMS throttles signing our assertion": Case(_signing_throttled, UNAVAILABLE, "entra", attempts=0),
+    "our federation key disabled": Case(
+        _federation_key(enabled=False), UNAVAILABLE, "entra", attempts=0, undo=_federation_key(enabled=True)
+    ),
     "vault throttles a key read": Case(_vault(429), UNAVAILABLE, "vault"),
     "vault throttles an unwrap": Case(_vault(429), UNAVAILABLE, "vault", warm=True),
     "vault 503": Case(_vault(503), UNAVAILABLE, "vault"),
@@ -324,6 +337,8 @@ def test_refusals_seal_and_faults_answer_503_with_nothing_sealed_or_cached(azure
     azure.entra.fail_always(None)
     azure.vault.fail_always(None)
     azure.federation_kms.fail_always(None)
+    if case.undo:
+        case.undo(azure, customer)
     unwraps = len(azure.vault.calls("unwrapkey"))
     assert unwrap(invoke_sample("unwrap_version", tenant_id, version=2))["version"] == 2  # the same instance recovers
     assert len(azure.vault.calls("unwrapkey")) == unwraps + 1  # nothing was cached from the failure
