@@ -62,8 +62,12 @@ def status(tenant: str) -> str:
 
 def emitted(capsys, name: str) -> list[tuple[dict, float]]:
     """Every value of metric ``name`` the functions printed (EMF), with its dimensions."""
+    return emitted_in(capsys.readouterr().out, name)
+
+
+def emitted_in(printed: str, name: str) -> list[tuple[dict, float]]:
     found = []
-    for line in capsys.readouterr().out.splitlines():
+    for line in printed.splitlines():
         if line.startswith("{") and '"_aws"' in line:
             blob = json.loads(line)
             if name in blob:
@@ -98,7 +102,10 @@ def test_master_key_rotation_end_to_end(deployment, monkeypatch, capsys):
     keys = summary["wrapping_keys"]
     assert (keys["rewrapped"], keys["on_old_key"], keys["failed"], keys["complete"]) == (len(key_ids), 0, [], True)
     assert keys["on_old_key_by_provider"] == {}
-    assert ({"service": "tenant-kms", "provider": "global"}, 0.0) in emitted(capsys, "KeyVersionsOnOldWrappingKey")
+    printed = capsys.readouterr().out
+    assert ({"service": "tenant-kms", "provider": "global"}, 0.0) in emitted_in(printed, "KeyVersionsOnOldWrappingKey")
+    assert [value for _, value in emitted_in(printed, "KeyVersionsRewrapped")] == [len(key_ids)]
+    assert emitted_in(printed, "KeyVersionRewrapFailures") == []
     for tenant in values:
         live = [v for v in versions(tenant) if v["status"] != "destroyed"]
         assert {v["key_id"] for v in live} == {master_key_id(K2)}, tenant
