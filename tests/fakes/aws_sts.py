@@ -95,8 +95,9 @@ class FakeSts:
 
     @staticmethod
     def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
+        fault = "Receiver" if status >= 500 else "Sender"
         xml = (
-            f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>Sender</Type><Code>{code}</Code>'
+            f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{fault}</Type><Code>{code}</Code>'
             f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
         )
         return status, xml.encode()
@@ -106,7 +107,7 @@ class FakeSts:
         refused = signature_refusal(url, headers, body, {key: secret for key, (secret, _) in self.own.items()})
         if refused:
             code, _, message = refused.partition(" with error message: ")
-            return self._error(403, code, message)
+            return self._error(400 if code == "IncompleteSignature" else 403, code, message)
         key = headers.get("Authorization", "").split("Credential=", 1)[1].split("/", 1)[0]
         role = self.own[key][1] if key in self.own else _role_of(key)
         if self.fail_with:
