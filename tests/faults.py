@@ -157,9 +157,11 @@ class DynamoDBFaultProxy(FaultProxy):
     Kinds: ``throughput``, ``throttle``, ``request_limit`` (the errors above);
     ``cancel_throttled`` (TransactionCanceledException, every item ThrottlingError);
     ``cancel_conflict`` (TransactionCanceledException, the first item ConditionalCheckFailed:
-    a real conflict); ``partial`` (BatchWriteItem applies the first half of each table's
-    requests and answers the rest as UnprocessedItems; ProvisionedThroughputExceeded when
-    that half is empty, as DynamoDB does when it can process none).
+    a real conflict); ``cancel_in_flight`` (TransactionCanceledException, the first item
+    TransactionConflict: another transaction is writing it, contention and not a verdict);
+    ``partial`` (BatchWriteItem applies the first half of each table's requests and answers
+    the rest as UnprocessedItems; ProvisionedThroughputExceeded when that half is empty, as
+    DynamoDB does when it can process none).
     ``writes_allowed``: that many write requests reach DynamoDB Local, every later one is
     throttled, like an instance that stops at that point.
     """
@@ -199,11 +201,15 @@ class DynamoDBFaultProxy(FaultProxy):
         fault = self._take(action)
         if fault in DYNAMODB_ERRORS:
             handler._answer(400, DYNAMODB_ERRORS[fault])
-        elif fault in ("cancel_throttled", "cancel_conflict"):
+        elif fault in ("cancel_throttled", "cancel_conflict", "cancel_in_flight"):
             items = json.loads(body)["TransactItems"]
             reasons = [{"Code": "ThrottlingError", "Message": THROTTLED} for _ in items]
-            if fault == "cancel_conflict":
-                reasons = [{"Code": "ConditionalCheckFailed", "Message": "The conditional request failed."}]
+            if fault in ("cancel_conflict", "cancel_in_flight"):
+                reasons = [
+                    {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed."}
+                    if fault == "cancel_conflict"
+                    else {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                ]
                 reasons += [{"Code": "None"} for _ in items[1:]]
             codes = ", ".join(r["Code"] for r in reasons)
             message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]"

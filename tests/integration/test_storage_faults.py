@@ -151,6 +151,30 @@ def test_a_transaction_throttled_past_the_retries_answers_503_and_changes_nothin
     assert snapshot_tables(TABLES, direct) == before
 
 
+def test_a_transaction_meeting_one_in_flight_is_retried_and_never_a_409(fns, faults, direct, tenant_id):
+    """DynamoDB cancels a transaction that touches an item another transaction is writing
+    (reason TransactionConflict). Catches it taken for a failed condition (409) or not
+    retried: it lands once the other is done, and answers 503 with nothing changed if it
+    never is."""
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("TransactWriteItems", "cancel_in_flight", times=2)
+
+    answer = fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r0", value_b64=b64(b"new")))
+    assert answer == {"name": "r0", "version": 1}
+    assert faults.calls["TransactWriteItems"] == 3
+
+    faults.calls.clear()
+    fns.delays.clear()
+    faults.fail("TransactWriteItems", "cancel_in_flight")
+    before = snapshot_tables(TABLES, direct)
+    answer = fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r0", value_b64=b64(b"x")))
+    assert answer["error"]["code"] == "unavailable"
+    assert faults.calls["TransactWriteItems"] == ATTEMPTS
+    assert_backoff(fns.delays)
+    assert snapshot_tables(TABLES, direct) == before
+
+
 def test_a_real_conflict_stays_409_after_backing_off(fns, faults, direct, tenant_id):
     given_tenant(fns, tenant_id, records=1)
     faults.calls.clear()
