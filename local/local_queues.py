@@ -24,6 +24,14 @@ QUEUE_SETTINGS = {
     "ReverifyQueue": "REVERIFY_QUEUE_URL",
     "RepollSealedQueue": "REPOLL_QUEUE_URL",
 }
+# The queue properties of template.yaml that change how SQS holds and hands out messages.
+QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+)
 # What Lambda passes on of a message's system attributes.
 LAMBDA_ATTRIBUTES = (
     "ApproximateReceiveCount",
@@ -51,9 +59,7 @@ def create_queues(client: Any, suffix: str) -> dict[str, str]:
     arns: dict[str, str] = {}
     for logical_id in sorted(definitions, key=lambda name: "RedrivePolicy" in definitions[name]):
         props = definitions[logical_id]
-        attributes = {
-            name: str(props[name]) for name in ("VisibilityTimeout", "MessageRetentionPeriod") if name in props
-        }
+        attributes = {name: str(props[name]) for name in QUEUE_ATTRIBUTES if name in props}
         redrive = props.get("RedrivePolicy")
         if redrive:
             target = redrive["deadLetterTargetArn"]["Fn::GetAtt"]
