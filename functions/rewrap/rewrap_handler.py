@@ -25,7 +25,7 @@ from tenant_kms.jobs import rewrap as rewrap_tenant
 from tenant_kms.observability import logger, metrics
 from tenant_kms.records import TenantRecords
 from tenant_kms.rotation import WrappingKeyRotation, is_key_rewrap
-from tenant_kms.schedule import deadline, is_scheduled, run_until_deadline
+from tenant_kms.schedule import deadline, is_scheduled, is_sqs_batch, run_until_deadline
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
@@ -81,16 +81,11 @@ def _advance_message(record: SQSRecord) -> None:
         logger.info("job unit for a job that is gone", job_id=str(unit.get("job_id"))[:40])
 
 
-def _is_sqs(event: dict) -> bool:
-    found = event.get("Records")
-    return isinstance(found, list) and bool(found) and all(r.get("eventSource") == "aws:sqs" for r in found)
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    if _is_sqs(event):
+    if is_sqs_batch(event):
         return process_partial_response(event, _advance_message, processor, context)
     if "job_id" in event:
         return respond(lambda: _advance(event))

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenant_kms import sweeps as sweep
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.observability import logger, metrics
-from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled
+from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled, is_sqs_batch
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
@@ -41,7 +41,7 @@ def unseal():
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    if sweep.is_unit_batch(event):
+    if is_sqs_batch(event):
         return sweeps.visit(event, context)
     if is_repoll(event):
         return sweeps.run(sweep.REPOLL, context, budget_ms=REPOLL_BUDGET_MS)

@@ -20,6 +20,12 @@ def is_scheduled(event: dict[str, Any]) -> bool:
     return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
 
 
+def is_sqs_batch(event: dict[str, Any]) -> bool:
+    """Lambda's SQS event source: a batch of records from a queue (sweep or job units)."""
+    records = event.get("Records")
+    return isinstance(records, list) and bool(records) and all(r.get("eventSource") == "aws:sqs" for r in records)
+
+
 def is_repoll(event: dict[str, Any]) -> bool:
     """The re-poll's schedule sends its own input (template.yaml) instead of the scheduled event."""
     return event.get("job") == REPOLL_JOB

@@ -82,12 +82,6 @@ def sealed_tenants(position: dict | None, limit: int) -> tuple[list[str], dict |
     return tenants, page.last_evaluated_key
 
 
-def is_unit_batch(event: dict[str, Any]) -> bool:
-    """Lambda's SQS event source: a batch of records from a queue."""
-    records = event.get("Records")
-    return isinstance(records, list) and bool(records) and records[0].get("eventSource") == "aws:sqs"
-
-
 class Sweeps:
     """One per function instance: runs its sweeps' pages and visits their units."""
 
