@@ -32,6 +32,7 @@ from tenant_kms.models import Job, RunningJob, TenantConfig
 from tenant_kms.observability import count
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import iso
+from tenant_kms.storage import queue_client
 
 REWRAP, PURGE = "rewrap", "purge"
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
@@ -48,17 +49,16 @@ JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 class JobQueue:
     """Where units of work go: the job queue (SQS), or nowhere when the deployment has none."""
 
-    def __init__(self, url: str, *, client: Any = None) -> None:
+    def __init__(self, url: str, region: str, *, client: Any = None) -> None:
         self.url = url
+        self.region = region
         self._client = client
 
     def send(self, unit: dict[str, str], delay_seconds: int) -> None:
         if not self.url:
             return
         if self._client is None:
-            import boto3  # only a worker that sends pays for it
-
-            self._client = boto3.client("sqs")
+            self._client = queue_client(self.region)
         self._client.send_message(QueueUrl=self.url, MessageBody=json.dumps(unit), DelaySeconds=delay_seconds)
 
 
@@ -68,7 +68,7 @@ class RewrapJobs:
     def __init__(self, records: TenantRecords, *, queue: JobQueue | None = None) -> None:
         self.records = records
         self.kms = records.kms
-        self.queue = queue or JobQueue(self.kms.settings.job_queue_url)
+        self.queue = queue or JobQueue(self.kms.settings.job_queue_url, self.kms.settings.region)
 
     @property
     def _clock(self) -> Callable[[], float]:

@@ -6,6 +6,8 @@ so reads, conditional writes, transactions and batch writes all retry the same w
 refusal the service must act on (a failed condition) is passed on untouched. botocore's
 own retries are off for DynamoDB: one policy, with an injectable sleep, and attempts that
 add up to what the caller waited for, not attempts times attempts.
+
+Our own queues' client (``queue_client``) is built here too, under the same deadline.
 """
 
 from __future__ import annotations
@@ -127,3 +129,11 @@ class StorageConnection(Connection):
             f"the tenant tables are busy ({operation_name}: {why}); retry in {RETRY_AFTER_SECONDS} s",
             RETRY_AFTER_SECONDS,
         )
+
+
+def queue_client(region: str) -> Any:
+    """An SQS client for our own queues (job and sweep units). A unit sent while a route
+    answers keeps to the route's deadline, like every other call it makes."""
+    import boto3  # only a function that sends units pays for it
+
+    return deadline.bounded_by_deadline(boto3.session.Session().client("sqs", region_name=region))

@@ -36,6 +36,7 @@ from tenant_kms.observability import count, logger
 from tenant_kms.schedule import deadline
 from tenant_kms.service import ACTIVE, TenantKms, iso
 from tenant_kms.settings import ConfigurationError
+from tenant_kms.storage import queue_client
 from tenant_kms.unsealing import Unsealing
 
 PAGING, PAGED = "paging", "paged"
@@ -94,9 +95,7 @@ class Sweeps:
     @property
     def sqs(self) -> Any:
         if self._sqs is None:  # built on first use: admin calls never pay for it
-            import boto3
-
-            self._sqs = boto3.session.Session().client("sqs", region_name=self.region)
+            self._sqs = queue_client(self.region)
         return self._sqs
 
     # ------------------------------------------------------------------ paging
