@@ -207,19 +207,7 @@ class RewrapJobs:
             return self._finish(job, lease, FAILED, error=budget, progress=progress, cursor=chunk.cursor)
         if chunk.cursor is None:
             return self._finish(job, lease, SUCCEEDED, progress=progress)
-        interval = settings.rewrap_batch_interval_seconds
-        actions = [
-            *progress,
-            Job.cursor.set(chunk.cursor),
-            Job.updated_at.set(iso(now)),
-            Job.next_at.set(now + interval),
-            Job.lease_owner.remove(),
-            Job.lease_until.remove(),
-        ]
-        if not self._commit(job, lease, actions):
-            return self._current(job)
-        self.queue.send(_unit(job), interval)
-        return self._current(job)
+        return self._next_batch(job, lease, now, chunk.cursor, progress)
 
     def _purge(self, job: Job, lease: str, now: float) -> dict[str, Any]:
         """One batch of the erased tenant's records; the last one removes its remaining rows,
@@ -237,8 +225,14 @@ class RewrapJobs:
             job.status, job.finished_at = SUCCEEDED, iso(now)
             job.updated_at = job.finished_at
             return view(job)
+        return self._next_batch(job, lease, now, cursor, [])
+
+    def _next_batch(self, job: Job, lease: str, now: float, cursor: str, progress: list) -> dict[str, Any]:
+        """The batch's progress and cursor land, the lease ends, and the next unit is queued
+        for when the rate allows; nothing lands if another worker took the job over."""
         interval = self.kms.settings.rewrap_batch_interval_seconds
         actions = [
+            *progress,
             Job.cursor.set(cursor),
             Job.updated_at.set(iso(now)),
             Job.next_at.set(now + interval),
@@ -300,8 +294,7 @@ class RewrapJobs:
                 job_id=job.job_id,
                 outcome=status if error is None else error.code,
             )
-        found = self._job(job.tenant_id, job.job_id)
-        return view(found) if found is not None else view(job)
+        return self._current(job)
 
 
 def _unit(job: Job) -> dict[str, str]:
