@@ -231,11 +231,8 @@ class TenantKms:
         return {"version": entry["version"], "status": ACTIVE}
 
     def _existing_config(self, tenant_id: str) -> TenantConfig | None:
-        try:
-            existing = TenantConfig.get(tenant_id, consistent_read=True)
-        except DoesNotExist:
-            return None
-        if existing.status == ERASING:
+        existing = self._config(tenant_id)
+        if existing is not None and existing.status == ERASING:
             raise Conflict(erasing_message(tenant_id))
         return existing
 
@@ -415,13 +412,6 @@ class TenantKms:
             entry["records"] = "purge_job" if purge else "none"
             count("TenantsErased")
         return purge
-
-    def erasing_tenants(self) -> list[str]:
-        """Tenants whose erasure was interrupted: the schedule finishes them."""
-        return [
-            c.tenant_id
-            for c in TenantConfig.scan(filter_condition=TenantConfig.status == ERASING, attributes_to_get=["tenant_id"])
-        ]
 
     # ------------------------------------------------------------------ keys
 
