@@ -192,7 +192,7 @@ class TenantRecords:
         reason.
         """
         tenant_id = spent.tenant_id
-        current = self._spent(spent)
+        current, sealed = self._spent(spent)
         if current is None:
             return False
         if current.status != ACTIVE or config.active_version != spent.version:
@@ -210,18 +210,18 @@ class TenantRecords:
             provider=config.provider,
             version=version,
             retired_version=spent.version,
-            encryptions=usage.encryptions_of(current, usage.version_usage(current)),
+            encryptions=sealed,
         )
         return True
 
-    def _spent(self, row: KeyVersion) -> KeyVersion | None:
-        """The version as stored now, if it has sealed its budget of records."""
+    def _spent(self, row: KeyVersion) -> tuple[KeyVersion | None, int]:
+        """The version as stored now, if it has sealed its budget of records, and how many it sealed."""
         try:
             current = KeyVersion.get(row.tenant_id, row.version, consistent_read=True)
         except DoesNotExist:
-            return None
+            return None, 0
         sealed = usage.encryptions_of(current, usage.version_usage(current))
-        return current if sealed >= self.kms.settings.key_usage_budget else None
+        return (current if sealed >= self.kms.settings.key_usage_budget else None), sealed
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.kms.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
