@@ -17,7 +17,10 @@ again, or the scheduled run, picks up where it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.models import Model
 
 from tenant_kms.errors import Conflict, NotFound
 from tenant_kms.identity import forget_external_id
@@ -59,9 +62,7 @@ def purge_records(tenant_id: str, *, after: str | None, limit: int) -> str | Non
             tenant_id, condition, consistent_read=True, limit=limit, attributes_to_get=["tenant_id", "name"]
         )
     )
-    with TenantRecord.batch_write() as batch:
-        for row in rows:
-            batch.delete(row)
+    _delete(TenantRecord, rows)
     return rows[-1].name if rows and len(rows) >= limit else None
 
 
@@ -127,27 +128,29 @@ def _usage_rows(tenant_id: str):
 
 
 def _purge_all(tenant_id: str) -> int:
-    records = list(TenantRecord.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "name"]))
-    with TenantRecord.batch_write() as batch:
-        for record in records:
-            batch.delete(record)
-    return len(records)
+    return _delete(
+        TenantRecord, TenantRecord.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "name"])
+    )
 
 
 def _delete_jobs(tenant_id: str) -> None:
     """Its jobs' rows, running ones and their slots included: a job of an erased tenant ends."""
     if Job.Meta.table_name == "unbound":
         return  # a function that runs no jobs
-    rows = list(Job.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "job_id"]))
-    with Job.batch_write() as batch:
-        for row in rows:
-            batch.delete(row)
+    _delete(Job, Job.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "job_id"]))
 
 
 def _forget_visits(tenant_id: str) -> None:
     if SweepVisit.Meta.table_name == "unbound":
         return  # a function without the sweep table (local runs) holds no visits to forget
-    visits = list(SweepVisit.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "sweep"]))
-    with SweepVisit.batch_write() as batch:
-        for visit in visits:
-            batch.delete(visit)
+    _delete(SweepVisit, SweepVisit.query(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "sweep"]))
+
+
+def _delete(model: type[Model], rows: Iterable[Model]) -> int:
+    """Delete the rows read (their keys suffice), 25 to a batch write; how many."""
+    deleted = 0
+    with model.batch_write() as batch:
+        for row in rows:
+            batch.delete(row)
+            deleted += 1
+    return deleted
