@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.models import Model
 
 from tenant_kms.errors import Conflict, NotFound
@@ -34,6 +34,14 @@ KEY_ROUNDS = 3
 
 def erasing_message(tenant_id: str) -> str:
     return f"tenant {tenant_id} is being erased; DELETE /tenants/{tenant_id} again finishes the erasure"
+
+
+def status_of(tenant_id: str) -> str | None:
+    """The tenant's status as stored now (``erasing`` once its erasure began); None: no config."""
+    try:
+        return TenantConfig.get(tenant_id, consistent_read=True, attributes_to_get=["status"]).status
+    except DoesNotExist:
+        return None
 
 
 def erase_keys(tenant_id: str) -> bool:

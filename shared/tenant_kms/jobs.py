@@ -26,9 +26,9 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from tenant_kms.erasure import ERASING, finish_erasure, purge_records
+from tenant_kms.erasure import ERASING, finish_erasure, purge_records, status_of
 from tenant_kms.errors import Conflict, NotFound, Sealed, TenantKmsError
-from tenant_kms.models import Job, RunningJob, TenantConfig
+from tenant_kms.models import Job, RunningJob
 from tenant_kms.observability import count
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import iso
@@ -185,7 +185,7 @@ class RewrapJobs:
         except Sealed as sealed:
             return self._finish(job, lease, FAILED, error=sealed)
         except (NotFound, Conflict) as gone:
-            if _erased(tenant_id):
+            if status_of(tenant_id) in (None, ERASING):
                 return self._finish(job, lease, FAILED, error=NotFound(f"tenant {tenant_id} was erased"))
             self._release(job, lease)
             raise gone
@@ -303,13 +303,6 @@ def _unit(job: Job) -> dict[str, str]:
 
 def _is_job_id(job_id: str) -> bool:
     return re.fullmatch(JOB_ID_PATTERN, job_id) is not None
-
-
-def _erased(tenant_id: str) -> bool:
-    try:
-        return TenantConfig.get(tenant_id, consistent_read=True).status == ERASING
-    except DoesNotExist:
-        return True
 
 
 def _free_slot(tenant_id: str, kind: str, job_id: str) -> None:

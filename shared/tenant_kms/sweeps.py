@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from tenant_kms.erasure import ERASING
+from tenant_kms.erasure import ERASING, status_of
 from tenant_kms.errors import Conflict, NotFound, TenantKmsError, Unavailable
 from tenant_kms.models import SWEEP_RUNS, SweepRun, SweepVisit, TenantConfig
 from tenant_kms.observability import count, logger
@@ -339,20 +339,13 @@ def reverify(service: TenantKms, queue_url: str) -> Sweep:
         except NotFound:
             return {"gone": 1}  # erased since the page was read
         except Conflict:
-            if not _erasing(tenant_id):
+            if status_of(tenant_id) != ERASING:
                 raise
             service.erase(tenant_id, actor="schedule")
             return {"erased": 1}
         return {"verified": 1} if verified["ok"] else {"verification_failed": 1}
 
     return Sweep(REVERIFY, queue_url, every_tenant, work)
-
-
-def _erasing(tenant_id: str) -> bool:
-    try:
-        return TenantConfig.get(tenant_id, consistent_read=True, attributes_to_get=["status"]).status == ERASING
-    except DoesNotExist:
-        return False
 
 
 def repoll(unsealing: Unsealing, queue_url: str) -> Sweep:
