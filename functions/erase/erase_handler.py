@@ -21,9 +21,7 @@ app = admin_resolver()
 
 @app.delete("/tenants/<tenant_id>")
 def erase():
-    tenant_id, actor = routed_tenant(app), current_caller(app).actor
-    if service.erase_keys(tenant_id, actor=actor):
-        jobs.start_purge(tenant_id, actor)  # or restarts a stalled one
+    jobs.erase(routed_tenant(app), actor=current_caller(app).actor)
     return no_content()
 
 

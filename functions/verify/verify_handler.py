@@ -1,7 +1,7 @@
 """Admin API: probe a tenant's current config, and unseal a sealed tenant. On schedule, two
 sweeps fan out over the tenants through their queues (tenant_kms.sweeps): the re-verify of
-every tenant, so a broken BYOK grant is reported before the tenant seals (finishing any
-erasure an interruption left behind), and, every minute, the re-poll of sealed tenants, so a
+every tenant, so a broken BYOK grant is reported before the tenant seals (an erasure an
+interruption left behind gets its purge job), and, every minute, the re-poll of sealed tenants, so a
 restored grant unseals within a minute. The same function visits the sweeps' units."""
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -9,7 +9,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenant_kms import sweeps as sweep
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
+from tenant_kms.jobs import RewrapJobs
 from tenant_kms.observability import logger, metrics
+from tenant_kms.records import TenantRecords
 from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled, is_sqs_batch
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
@@ -19,8 +21,10 @@ from tenant_kms.unsealing import Unsealing
 settings = Settings.from_env()
 service = TenantKms(settings)
 unsealing = Unsealing(service)
+# The re-verify starts the purge of an erasure an interruption left behind.
+jobs = RewrapJobs(TenantRecords(service))
 sweeps = sweep.Sweeps(
-    [sweep.reverify(service, settings.reverify_queue_url), sweep.repoll(unsealing, settings.repoll_queue_url)],
+    [sweep.reverify(jobs, settings.reverify_queue_url), sweep.repoll(unsealing, settings.repoll_queue_url)],
     clock=service.clock,
     region=settings.region,
 )

@@ -87,14 +87,6 @@ def finish_erasure(tenant_id: str) -> None:
             raise  # gone meanwhile: a concurrent erase finished first
 
 
-def erase_tenant(tenant_id: str) -> None:
-    """Every step in this invocation (the scheduled run finishing an erasure left behind).
-    NotFound if there was nothing to erase."""
-    if erase_keys(tenant_id):
-        _purge_all(tenant_id)
-        finish_erasure(tenant_id)
-
-
 def _fence(tenant_id: str) -> bool:
     """Mark the config erasing; False when the tenant has no config row."""
     try:

@@ -86,6 +86,14 @@ class RewrapJobs:
         or answer the purge running; a stalled one gets a new unit."""
         return self._start(tenant_id, actor, PURGE, lambda: None)
 
+    def erase(self, tenant_id: str, actor: str) -> None:
+        """Erase the tenant: its keys now (its data is unreadable once this returns), its
+        records and remaining rows by the purge job, started here, or answered if it runs
+        (a stalled one gets a new unit). The erase route and the re-verify sweep both end an
+        erasure this way."""
+        if self.kms.erase_keys(tenant_id, actor=actor):
+            self.start_purge(tenant_id, actor)
+
     def _start(self, tenant_id: str, actor: str, kind: str, remaining: Callable[[], int | None]) -> dict[str, Any]:
         for _ in range(3):
             running = self._running(tenant_id, kind)

@@ -31,7 +31,7 @@ from kms_wrapping import (
 )
 from kms_wrapping import ProviderUnavailable as WrapperUnavailable
 from tenant_kms import usage
-from tenant_kms.erasure import ERASING, erase_keys, erase_tenant, erasing_message
+from tenant_kms.erasure import ERASING, erase_keys, erasing_message
 from tenant_kms.errors import (
     Conflict,
     InvalidRequest,
@@ -393,14 +393,6 @@ class TenantKms:
                 raise Conflict(f"key version {version} still seals {records} records; run rewrap first") from None
             finally:
                 self.cache.evict(tenant_id, version)
-
-    def erase(self, tenant_id: str, *, actor: str) -> None:
-        """Cryptographic erasure of the tenant, then its rows; resumes an interrupted one."""
-        with self.audit.operation("erase", actor=actor, tenant_id=tenant_id):
-            self.cache.evict(tenant_id)
-            erase_tenant(tenant_id)
-            self.cache.evict(tenant_id)
-            count("TenantsErased")
 
     def erase_keys(self, tenant_id: str, *, actor: str) -> bool:
         """Cryptographic erasure of the tenant (its data is unreadable once this returns);

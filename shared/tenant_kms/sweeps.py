@@ -31,10 +31,11 @@ from pynamodb.transactions import TransactWrite
 
 from tenant_kms.erasure import ERASING, status_of
 from tenant_kms.errors import Conflict, NotFound, TenantKmsError, Unavailable
+from tenant_kms.jobs import RewrapJobs
 from tenant_kms.models import SWEEP_RUNS, SweepRun, SweepVisit, TenantConfig
 from tenant_kms.observability import count, logger
 from tenant_kms.schedule import deadline
-from tenant_kms.service import ACTIVE, TenantKms, iso
+from tenant_kms.service import ACTIVE, iso
 from tenant_kms.settings import ConfigurationError
 from tenant_kms.storage import queue_client
 from tenant_kms.unsealing import Unsealing
@@ -329,9 +330,12 @@ class Sweeps:
 REVERIFY, REPOLL = "reverify", "repoll_sealed"
 
 
-def reverify(service: TenantKms, queue_url: str) -> Sweep:
+def reverify(jobs: RewrapJobs, queue_url: str) -> Sweep:
     """Probe every tenant's config, so a broken grant shows before the tenant seals; an
-    erasure an interruption left behind is finished instead (it holds no usable key)."""
+    erasure an interruption left behind is taken up instead (it holds no usable key): its
+    keys erased if any were left, and its purge job started, or kicked if it stalled. The
+    purge deletes the records at the jobs' rate, as after the erase route."""
+    service = jobs.kms
 
     def work(tenant_id: str, should_stop: Callable[[], bool]) -> dict[str, int]:
         try:
@@ -341,7 +345,7 @@ def reverify(service: TenantKms, queue_url: str) -> Sweep:
         except Conflict:
             if status_of(tenant_id) != ERASING:
                 raise
-            service.erase(tenant_id, actor="schedule")
+            jobs.erase(tenant_id, actor="schedule")
             return {"erased": 1}
         return {"verified": 1} if verified["ok"] else {"verification_failed": 1}
 

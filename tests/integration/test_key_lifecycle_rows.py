@@ -10,7 +10,7 @@ import os
 
 import boto3
 import pytest
-from support import Clock, partition_items, snapshot_tables, structured_logs
+from support import Clock, partition_items, purge_job, snapshot_tables, structured_logs
 from testenv import MASTER_KEY, TABLES
 
 from kms_wrapping import ProviderRegistry
@@ -18,6 +18,7 @@ from kms_wrapping import ProviderUnavailable as SecretUnavailable
 from kms_wrapping.global_wrap import GlobalKeyWrapper, master_key_id
 from tenant_kms.errors import Conflict, NotFound, ProviderUnavailable, Sealed, VerificationFailed
 from tenant_kms.identity import issue_external_id, issued_external_id
+from tenant_kms.jobs import RewrapJobs
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
@@ -241,10 +242,17 @@ def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock
     """Catches an erase that leaves a config or version row behind, or whose audit entry does
     not name the operation, the actor and the tenant."""
     kms = service(clock)
+    jobs = RewrapJobs(TenantRecords(kms))
     kms.configure(tenant_id, "global", {}, actor="alice")
     kms.provision(tenant_id, actor="alice")
     with structured_logs() as logs:
-        kms.erase(tenant_id, actor="dpo")
+        jobs.erase(tenant_id, actor="dpo")
+        purge = purge_job(tenant_id)
+        for _ in range(10):
+            if purge["status"] != "running":
+                break
+            purge = jobs.advance(tenant_id, purge["job_id"])
+    assert purge["status"] == "succeeded"
     assert config_row(tenant_id) == {} and version_rows(tenant_id) == {}
     (entry,) = audit_entries(logs.getvalue(), "erase")
     assert entry == {
@@ -254,6 +262,7 @@ def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock
         "version": None,
         "provider": None,
         "outcome": "success",
+        "records": "purge_job",
     }
     with pytest.raises(NotFound):
         kms.unwrap(tenant_id, None, actor="app")
@@ -295,11 +304,11 @@ def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, 
 def test_erasing_a_tenant_that_only_holds_an_issued_external_id_forgets_it_and_nothing_is_404(tenant_id, clock):
     """Catches an erase that answers 404 for a tenant whose only trace is the external id its
     onboarding issued (it would stay issued), or that erases a tenant that never existed."""
-    kms = service(clock)
+    jobs = RewrapJobs(TenantRecords(service(clock)))
     issue_external_id(tenant_id, iso(clock.now))
-    kms.erase(tenant_id, actor="dpo")
+    jobs.erase(tenant_id, actor="dpo")
     assert issued_external_id(tenant_id) is None
     before = snapshot_tables(TABLES)
     with pytest.raises(NotFound, match="does not exist"):
-        kms.erase(tenant_id, actor="dpo")
+        jobs.erase(tenant_id, actor="dpo")
     assert snapshot_tables(TABLES) == before

@@ -345,5 +345,8 @@ def test_erase_whose_batch_writes_stay_unprocessed_is_finished_by_the_schedule(f
         {"sweep": "reverify", "sweep_id": "2026-11-29T00:00:00.000Z~erasure", "tenant_id": tenant_id}
     )
     assert fns.verify(unit) == {"batchItemFailures": []}
-    # Then the erasure is finished, and no row of the tenant is left, its visit included
+    # Then its keys are gone and its purge job runs, as after the erase route
+    assert no_wrapped_key(tenant_rows(direct, tenant_id))
+    assert run_job(fns.rewrap, purge_job(tenant_id, direct))["status"] == "succeeded"
+    # and once the purge is done, no row of the tenant is left, its visit included
     assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}
