@@ -1,4 +1,4 @@
-"""Refuses static credentials anywhere in a request body (DESIGN rule 2).
+"""Refuses static credentials anywhere in a request body (docs/LIFECYCLE.md rule 2).
 
 Configs hold non-secret references only. The scan looks at every key and every string
 value, at any depth; a match is reported by its path, never by its value.

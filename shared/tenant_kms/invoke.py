@@ -1,4 +1,4 @@
-"""The direct-invoke contract (DESIGN §4): payload schemas and the error envelope.
+"""The direct-invoke contract (README "Direct invoke"): payload schemas and the error envelope.
 
 Schemas are compiled once with fastjsonschema; Powertools' ``validate`` recompiles per
 call and copies the offending value into its message, which may be tenant data.

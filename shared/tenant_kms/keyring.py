@@ -1,4 +1,4 @@
-"""The session cache of unwrapped tenant master keys (DESIGN rule 5).
+"""The session cache of unwrapped tenant master keys (docs/LIFECYCLE.md rule 5).
 
 A key is cached per function instance for its session TTL, counted from the unwrap, not
 from last use, and is never served past it. Entries are keyed by the version's random

@@ -1,4 +1,4 @@
-"""Every admin route requires claims; admins act on their own tenant, operators on any (§3)."""
+"""Every admin route requires claims; admins act on their own tenant, operators on any (docs/LIFECYCLE.md rule 10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Bad input of any kind gets a clear 4xx with a stable code and changes nothing (§3, §4)."""
+"""Bad input of any kind gets a clear 4xx with a stable code and changes nothing (README: Admin API,
+Direct invoke)."""
 
 from __future__ import annotations
 

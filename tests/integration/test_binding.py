@@ -1,4 +1,4 @@
-"""Ciphertexts are bound to where they belong (DESIGN rule 4): moved anywhere else, they fail."""
+"""Ciphertexts are bound to where they belong (docs/LIFECYCLE.md rule 4): moved anywhere else, they fail."""
 
 from __future__ import annotations
 

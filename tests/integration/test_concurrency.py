@@ -1,4 +1,4 @@
-"""Concurrent provisions leave exactly one active version, numbered contiguously (rule 3)."""
+"""Concurrent provisions leave exactly one active version, numbered contiguously (docs/LIFECYCLE.md rule 3)."""
 
 from __future__ import annotations
 

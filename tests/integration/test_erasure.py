@@ -1,4 +1,4 @@
-"""Erasing a tenant destroys its wrapped keys: its data is unreadable by anyone (rule 8). The
+"""Erasing a tenant destroys its wrapped keys: its data is unreadable by anyone (docs/LIFECYCLE.md rule 8). The
 route answers once the keys are gone; a purge job deletes the records and the rest."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Configure is validate -> probe -> apply: a failed probe changes nothing (DESIGN rule 1)."""
+"""Configure is validate -> probe -> apply: a failed probe changes nothing (docs/LIFECYCLE.md rule 1)."""
 
 from __future__ import annotations
 

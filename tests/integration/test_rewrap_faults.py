@@ -1,4 +1,4 @@
-"""Rewrap is resumable, idempotent, safe to run concurrently, and a caller's write wins (rule 7)."""
+"""Rewrap is resumable, idempotent, safe to run concurrently, and a caller's write wins (docs/LIFECYCLE.md rule 7)."""
 
 from __future__ import annotations
 

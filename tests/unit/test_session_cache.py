@@ -1,4 +1,4 @@
-"""The session cache never serves a key past its TTL, counted from the unwrap (rule 5)."""
+"""The session cache never serves a key past its TTL, counted from the unwrap (docs/LIFECYCLE.md rule 5)."""
 
 from __future__ import annotations
 

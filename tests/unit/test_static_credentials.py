@@ -1,4 +1,4 @@
-"""Static credentials are refused anywhere in a configure body (DESIGN rule 2)."""
+"""Static credentials are refused anywhere in a configure body (docs/LIFECYCLE.md rule 2)."""
 
 from __future__ import annotations
 
