@@ -82,11 +82,16 @@ def backoff(attempt: int) -> float:
     return min(2.0, 0.05 * 2 ** (attempt - 1))
 
 
-def _pause(seconds: float, fault: str, sleep: Callable[[float], None]) -> None:
+# How the adapters built without a ``sleep`` of their own wait between attempts; read when a
+# wait is due, so a test of the deployed registry can put its clock here.
+wait: Callable[[float], None] = time.sleep
+
+
+def _pause(seconds: float, fault: str, sleep: Callable[[float], None] | None) -> None:
     """Back off before the next attempt, unless the request's budget would be spent by then."""
     if not deadline.left_after(seconds):
         raise deadline.DeadlineExceeded(f"{fault}; no time left in the request's budget for another attempt")
-    sleep(seconds)
+    (sleep or wait)(seconds)
 
 
 def _is_checksum_complaint(exc: gexc.GoogleAPICallError) -> bool:
@@ -146,7 +151,7 @@ class FederatedToken:
         max_attempts: int = 4,
         timeout_seconds: float = 5.0,
         max_age_seconds: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.credentials = credentials
         self._max_attempts = max(1, max_attempts)
@@ -205,7 +210,7 @@ class GcpKmsWrapper(KeyWrapper):
         token: FederatedToken | None = None,
         max_attempts: int = 4,
         timeout_seconds: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if not KEY_NAME.match(key_name):
             raise ProviderConfigInvalid("key_name must be projects/…/locations/…/keyRings/…/cryptoKeys/…")

@@ -53,6 +53,14 @@ def attempts(monkeypatch) -> int:
     return MAX_ATTEMPTS
 
 
+@pytest.fixture(autouse=True)
+def waits(monkeypatch) -> list[float]:
+    """The adapter's backoff between attempts, taken on an injected clock instead of slept."""
+    waited: list[float] = []
+    monkeypatch.setattr(gcp_kms, "wait", waited.append)
+    return waited
+
+
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     """One clock for the session cache and for google-auth's token expiry."""
@@ -266,7 +274,7 @@ def _token_service(host, status):
     ],
 )
 def test_outages_and_damage_answer_503_after_the_configured_attempts_and_never_seal(
-    gcp, tenant_id, attempts, fault, impersonate, counted, message
+    gcp, tenant_id, attempts, waits, fault, impersonate, counted, message
 ):
     onboarded(gcp, tenant_id, impersonate=impersonate)
     assert put(Function("tenant_data"), tenant_id, "s", b"v") == 1
@@ -285,6 +293,7 @@ def test_outages_and_damage_answer_503_after_the_configured_attempts_and_never_s
     assert answer["error"]["code"] == "provider_unavailable" and "key_b64" not in answer, answer
     assert message in answer["error"]["message"]
     assert count() - calls == attempts
+    assert waits == [gcp_kms.backoff(n) for n in range(1, attempts)]
     assert snapshot_tables(TABLES) == before
     assert view(tenant_id)["status"] == "active"
 
@@ -293,7 +302,9 @@ def test_outages_and_damage_answer_503_after_the_configured_attempts_and_never_s
     assert len(gcp.kms.calls("Decrypt")) == decrypts + 1  # nothing was cached from the failed call
 
 
-def test_aws_refusing_our_own_signed_request_is_ours_to_fix_and_never_seals(gcp, tenant_id, attempts, monkeypatch):
+def test_aws_refusing_our_own_signed_request_is_ours_to_fix_and_never_seals(
+    gcp, tenant_id, attempts, waits, monkeypatch
+):
     onboarded(gcp, tenant_id)
     monkeypatch.delenv("KEY_WRAPPING_ROLE_ARN")  # the function's own credentials, which AWS does not know
     unwrap = Function("unwrap")
@@ -302,16 +313,18 @@ def test_aws_refusing_our_own_signed_request_is_ours_to_fix_and_never_seals(gcp,
     assert answer["error"]["code"] == "provider_unavailable", answer
     assert "InvalidClientTokenId" in answer["error"]["message"]
     assert gcp.iam.count(STS_HOST) - exchanges == attempts
+    assert waits == [gcp_kms.backoff(n) for n in range(1, attempts)]
     assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
 
 
-def test_a_damaged_request_is_retried_and_then_succeeds(gcp, tenant_id, attempts):
+def test_a_damaged_request_is_retried_and_then_succeeds(gcp, tenant_id, attempts, waits):
     onboarded(gcp, tenant_id)
     unwrap = Function("unwrap")
     gcp.kms.fail_next(attempts - 1, "request_crc")
     before = len(gcp.kms.calls("Decrypt"))
     assert "key_b64" in unwrap(invoke_sample("unwrap", tenant_id))
     assert len(gcp.kms.calls("Decrypt")) - before == attempts
+    assert waits == [gcp_kms.backoff(n) for n in range(1, attempts)]
     assert view(tenant_id)["status"] == "active"
 
 
@@ -342,7 +355,7 @@ def test_a_token_expired_by_googles_clock_is_exchanged_again_on_a_warm_instance(
     assert view(tenant_id)["status"] == "active"
 
 
-def test_tokens_cloud_kms_keeps_refusing_answer_503_after_the_configured_attempts(gcp, tenant_id, attempts):
+def test_tokens_cloud_kms_keeps_refusing_answer_503_after_the_configured_attempts(gcp, tenant_id, attempts, waits):
     """Every attempt exchanges afresh and Cloud KMS still answers UNAUTHENTICATED: our plumbing.
 
     Catches: UNAUTHENTICATED sealing the tenant, attempts not bounded by KMS_MAX_ATTEMPTS,
@@ -360,6 +373,7 @@ def test_tokens_cloud_kms_keeps_refusing_answer_503_after_the_configured_attempt
     assert "Unauthenticated" in answer["error"]["message"]
     assert len(gcp.kms.calls("Decrypt")) - decrypts == attempts
     assert gcp.iam.count(STS_HOST) - exchanges == attempts
+    assert waits == [gcp_kms.backoff(n) for n in range(1, attempts)]
     assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
 
 
