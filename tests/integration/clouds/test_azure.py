@@ -10,9 +10,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from azure.core.exceptions import ServiceResponseTimeoutError
+from azure.core.pipeline.transport import RequestsTransport
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from fakes.aws_sts import FUNCTION_ROLE
@@ -380,19 +383,52 @@ def test_a_vault_that_keeps_refusing_our_tokens_answers_503_and_never_seals(azur
     assert snapshot_tables(TABLES) == before and view(tenant_id)["status"] == "active"
 
 
+class LateVault:
+    """azure-core's own transport with its waits on an injected clock: the vault's next ``count``
+    answers come ``seconds`` after the request, and an attempt that reads for less times out
+    as a socket read does (the vault received the request either way)."""
+
+    def __init__(self, clock: Clock, host: str, *, seconds: float, count: int) -> None:
+        self.clock, self.host, self.seconds, self.count = clock, host, seconds, count
+        self.timed_out: list[float] = []  # the read timeout each late attempt was given
+
+    def install(self, monkeypatch) -> None:
+        send, late = RequestsTransport.send, self
+
+        def clocked_send(transport, request, **kwargs):
+            answer = send(transport, request, **kwargs)
+            if late.count and urlsplit(request.url).hostname == late.host:
+                late.count -= 1
+                read = kwargs.get("read_timeout", transport.connection_config.read_timeout)
+                late.clock.advance(min(read, late.seconds))
+                if late.seconds > read:
+                    late.timed_out.append(read)
+                    raise ServiceResponseTimeoutError("Read timed out")
+            return answer
+
+        monkeypatch.setattr(RequestsTransport, "send", clocked_send)
+        monkeypatch.setattr(RequestsTransport, "sleep", lambda _transport, seconds: late.clock.advance(seconds))
+
+
 def test_a_vault_that_does_not_answer_in_time_is_unavailable(azure, tenant_id, monkeypatch):
+    """Catches: a read timeout sealing the tenant or leaving a row changed, attempts past
+    KMS_MAX_ATTEMPTS, an attempt reading longer than KMS_READ_TIMEOUT_SECONDS, or an instance
+    that stays broken once the vault answers again."""
     customer = azure.customer(tenant_id)
     assert configure(tenant_id, "customer_kms_azure", customer.config)[0] == 200
     monkeypatch.setenv("KMS_READ_TIMEOUT_SECONDS", "1")
     monkeypatch.setenv("KMS_MAX_ATTEMPTS", "2")
+    clock = Clock(0.0)
+    late = LateVault(clock, urlsplit(customer.config["key_id"]).hostname, seconds=2.5, count=2)
+    late.install(monkeypatch)
     unwrap = Function("unwrap")
     before = snapshot_tables(TABLES)
-    azure.vault.hang_seconds = 2.5
-    azure.vault.fail_next(2, "hang")
     answer = unwrap(invoke_sample("unwrap", tenant_id))
     assert answer["error"]["code"] == "provider_unavailable"
     assert snapshot_tables(TABLES) == before
+    assert late.timed_out == [1, 1], late.timed_out
     assert unwrap(invoke_sample("unwrap", tenant_id))["version"] == 1
+    assert view(tenant_id)["status"] == "active"
 
 
 def _restore_role(azure, customer):
