@@ -368,3 +368,48 @@ def test_the_key_tables_survive_the_stack(resources):
         assert resource["Properties"]["DeletionProtectionEnabled"] is True, table
         assert resource["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert resources["IdempotencyTable"].get("DeletionPolicy") in (None, "Delete")
+
+
+KEY_TABLES = ("TenantConfigTable", "KeyVersionTable", "TenantDataTable")
+TABLE_KEY_USE = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"}
+
+
+def test_the_table_key_admits_exactly_the_functions_that_use_its_tables(resources):
+    """Catches a function reading or writing a key table without the table key (every call it
+    makes fails with AccessDenied once deployed), and a role the key admits that never touches
+    those tables: the key policy names the roles by path, IAM by the attached policy."""
+    users = {
+        owner
+        for owner, statement in statements(resources, expand_managed=True)
+        if any(str(a).startswith("dynamodb:") for a in as_list(statement["Action"]))
+        and any(table in json.dumps(statement["Resource"]) for table in KEY_TABLES)
+    }
+    assert len(users) == 7 and "FederationFunctionRole" not in users
+
+    policy = resources["TableKey"]["Properties"]["KeyPolicy"]
+    (use,) = [s for s in policy["Statement"] if TABLE_KEY_USE & set(as_list(s["Action"]))]
+    (pattern,) = resolve(use["Condition"]["ArnLike"]["aws:PrincipalArn"], resources)
+    roles = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+
+    def arn(role: str) -> str:  # as IAM names a role CloudFormation creates
+        path = resolve(roles[role].get("Path", "/"), resources)[0]
+        return f"arn:aws:iam::{ACCOUNT}:role{path}{STACK}-{role}-1A2B3C4D5E6F"
+
+    assert {role for role in roles if covers(pattern, arn(role))} == users
+    attached = {role for role, p in roles.items() if {"Ref": "TableKeyUsePolicy"} in p.get("ManagedPolicyArns", [])}
+    assert attached == users
+
+
+def test_the_table_key_is_used_only_through_dynamodb(resources):
+    """Catches a grant letting a function (or anyone in the account) decrypt with the table key
+    directly, outside DynamoDB: it would read the tables' key with no table permission."""
+    via = {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}
+    for statement in resources["TableKey"]["Properties"]["KeyPolicy"]["Statement"]:
+        if TABLE_KEY_USE & set(as_list(statement["Action"])) or "kms:CreateGrant" in as_list(statement["Action"]):
+            assert statement["Condition"]["StringEquals"]["kms:ViaService"] == via, statement["Sid"]
+            assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+        if "Service" in statement["Principal"]:
+            assert not TABLE_KEY_USE & set(as_list(statement["Action"])), statement["Sid"]
+    for owner, statement in statements(resources, expand_managed=True):
+        if TABLE_KEY_USE & set(as_list(statement["Action"])) and "TableKey" in json.dumps(statement["Resource"]):
+            assert statement["Condition"] == {"StringEquals": {"kms:ViaService": via}}, owner
