@@ -11,7 +11,7 @@ CHECKOV_VENV := .tools-checkov
 export SAM_CLI_TELEMETRY := 0
 export AWS_REGION ?= us-east-1
 
-.PHONY: setup run test lint format build validate checkov sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache mutate clean
+.PHONY: setup run test lint format build validate checkov openapi openapi-check sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache mutate clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
 
@@ -51,6 +51,13 @@ lint:
 format:
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## openapi: docs/openapi.json from the admin functions' resolvers; openapi-check fails if it is stale
+openapi: $(VENV)/.installed
+	PYTHONPATH=shared:layers/providers:local $(PY) local/openapi_document.py
+
+openapi-check: $(VENV)/.installed
+	PYTHONPATH=shared:layers/providers:local $(PY) local/openapi_document.py --check
 
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint --region $(AWS_REGION)

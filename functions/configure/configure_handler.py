@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.identity import onboarding
 from tenant_kms.observability import logger, metrics
+from tenant_kms.openapi import answers
 from tenant_kms.provider_config import ConfigureRequest
 from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
@@ -20,7 +21,18 @@ service = TenantKms(settings)
 app = admin_resolver()
 
 
-@app.put("/tenants/<tenant_id>/kms")
+@app.put(
+    "/tenants/<tenant_id>/kms",
+    **answers(
+        200,
+        "ConfigView",
+        409,
+        415,
+        422,
+        503,
+        description="Probed, stored, and a new version provisioned under it (the same config again: probed only)",
+    ),
+)
 def configure(request: ConfigureRequest):
     config = request.validated_config()
     return json_response(
@@ -28,12 +40,15 @@ def configure(request: ConfigureRequest):
     )
 
 
-@app.get("/tenants/<tenant_id>/kms")
+@app.get("/tenants/<tenant_id>/kms", **answers(200, "ConfigView", 503, description="The config and status"))
 def show():
     return json_response(200, service.config_view(routed_tenant(app)))
 
 
-@app.get("/tenants/<tenant_id>/kms/onboarding")
+@app.get(
+    "/tenants/<tenant_id>/kms/onboarding",
+    **answers(200, "Onboarding", 503, description="What the customer's cloud must trust for this tenant"),
+)
 def onboarding_answer():
     """What the customer trusts so that this tenant, and no other, may use their key."""
     return json_response(200, onboarding(settings, routed_tenant(app), iso(service.clock())))

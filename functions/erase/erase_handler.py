@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, no_content, routed_tenant
 from tenant_kms.jobs import RewrapJobs
 from tenant_kms.observability import logger, metrics
+from tenant_kms.openapi import answers
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
@@ -19,7 +20,10 @@ jobs = RewrapJobs(TenantRecords(service))
 app = admin_resolver()
 
 
-@app.delete("/tenants/<tenant_id>")
+@app.delete(
+    "/tenants/<tenant_id>",
+    **answers(204, None, 404, 409, 503, description="The tenant's keys are erased; its records are purged by a job"),
+)
 def erase():
     jobs.erase(routed_tenant(app), actor=current_caller(app).actor)
     return no_content()

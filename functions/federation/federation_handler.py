@@ -12,6 +12,7 @@ from kms_wrapping import ProviderConfigInvalid, ProviderUnavailable
 from tenant_kms.errors import NotFound
 from tenant_kms.errors import ProviderUnavailable as Unavailable
 from tenant_kms.observability import logger, metrics
+from tenant_kms.openapi import public
 from tenant_kms.providers import Identities
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
@@ -36,12 +37,18 @@ def _document(build) -> Response:
     return Response(status, content_types.APPLICATION_JSON, json.dumps(body), headers=headers)
 
 
-@app.get("/.well-known/openid-configuration")
+@app.get(
+    "/.well-known/openid-configuration",
+    **public("OpenIdConfiguration", 404, 503, description="The OIDC discovery document of this deployment's issuer"),
+)
 def discovery():
     return _document(lambda signer: signer.discovery())
 
 
-@app.get("/.well-known/jwks.json")
+@app.get(
+    "/.well-known/jwks.json",
+    **public("Jwks", 404, 503, description="The public keys its client assertions are signed with"),
+)
 def jwks():
     return _document(lambda signer: signer.jwks())
 

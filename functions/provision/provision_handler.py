@@ -15,6 +15,7 @@ from tenant_kms.api import (
 )
 from tenant_kms.idempotency import RepeatSafe, idempotency_key
 from tenant_kms.observability import logger, metrics
+from tenant_kms.openapi import IDEMPOTENCY_KEY, answers
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import ConfigurationError, Settings
 from tenant_kms.tracing import tracer
@@ -27,7 +28,19 @@ repeat_safe = RepeatSafe(settings.idempotency_table, name="provision")
 app = admin_resolver()
 
 
-@app.post("/tenants/<tenant_id>/keys")
+@app.post(
+    "/tenants/<tenant_id>/keys",
+    **answers(
+        201,
+        "Provisioned",
+        409,
+        422,
+        423,
+        503,
+        description="A new active version, the previous one retired (same Idempotency-Key again: the first answer)",
+        parameters=[IDEMPOTENCY_KEY],
+    ),
+)
 def provision():
     tenant_id, actor = routed_tenant(app), current_caller(app).actor
     key = idempotency_key(app.current_event.headers)
@@ -42,12 +55,15 @@ def provision():
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@app.get("/tenants/<tenant_id>/keys")
+@app.get("/tenants/<tenant_id>/keys", **answers(200, "VersionList", 503, description="Every version"))
 def list_versions():
     return json_response(200, {"versions": service.list_versions(routed_tenant(app))})
 
 
-@app.delete("/tenants/<tenant_id>/keys/<version>")
+@app.delete(
+    "/tenants/<tenant_id>/keys/<version>",
+    **answers(204, None, 404, 409, 503, description="The version's wrapped key is deleted (cryptographic erasure)"),
+)
 def destroy(version: str):
     service.destroy_version(routed_tenant(app), key_version(version), actor=current_caller(app).actor)
     return no_content()

@@ -23,6 +23,7 @@ from tenant_kms.invoke import JOB_UNIT_SCHEMA, compile_schema, respond
 from tenant_kms.jobs import RewrapJobs
 from tenant_kms.jobs import rewrap as rewrap_tenant
 from tenant_kms.observability import logger, metrics
+from tenant_kms.openapi import JOB_LOCATION, answers
 from tenant_kms.records import TenantRecords
 from tenant_kms.rotation import WrappingKeyRotation, is_key_rewrap
 from tenant_kms.schedule import deadline, is_scheduled, is_sqs_batch, run_until_deadline
@@ -40,7 +41,19 @@ check_unit = compile_schema(JOB_UNIT_SCHEMA)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@app.post("/tenants/<tenant_id>/rewrap")
+@app.post(
+    "/tenants/<tenant_id>/rewrap",
+    **answers(
+        202,
+        "RewrapJob",
+        404,
+        409,
+        423,
+        503,
+        description="The tenant's rewrap job, started or already running; it moves the records batch by batch",
+        headers={"Location": JOB_LOCATION},
+    ),
+)
 def start():
     tenant_id = routed_tenant(app)
     job = jobs.start(tenant_id, actor=current_caller(app).actor)
@@ -49,7 +62,10 @@ def start():
     return response
 
 
-@app.get("/tenants/<tenant_id>/rewrap/<job_id>")
+@app.get(
+    "/tenants/<tenant_id>/rewrap/<job_id>",
+    **answers(200, "RewrapJob", 404, 503, description="The job's progress"),
+)
 def show(job_id: str):
     routed = (app.current_event.path_parameters or {}).get("job_id") or ""
     return json_response(200, jobs.view(routed_tenant(app), routed))

@@ -11,6 +11,7 @@ from tenant_kms import sweeps as sweep
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.jobs import RewrapJobs
 from tenant_kms.observability import logger, metrics
+from tenant_kms.openapi import answers
 from tenant_kms.records import TenantRecords
 from tenant_kms.schedule import REPOLL_BUDGET_MS, is_repoll, is_scheduled, is_sqs_batch
 from tenant_kms.service import TenantKms
@@ -31,12 +32,18 @@ sweeps = sweep.Sweeps(
 app = admin_resolver()
 
 
-@app.post("/tenants/<tenant_id>/kms/verify")
+@app.post(
+    "/tenants/<tenant_id>/kms/verify",
+    **answers(200, "VerifyResult", 404, 409, 503, description="The probe's outcome, recorded on the config"),
+)
 def verify():
     return json_response(200, service.verify(routed_tenant(app), actor=current_caller(app).actor))
 
 
-@app.post("/tenants/<tenant_id>/kms/unseal")
+@app.post(
+    "/tenants/<tenant_id>/kms/unseal",
+    **answers(200, "ConfigView", 404, 409, 422, 503, description="The active version unwrapped: the seal is lifted"),
+)
 def unseal():
     return json_response(200, unsealing.unseal(routed_tenant(app), actor=current_caller(app).actor))
 

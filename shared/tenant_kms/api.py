@@ -43,6 +43,7 @@ from tenant_kms.errors import (
     UnsupportedMediaType,
 )
 from tenant_kms.observability import logger
+from tenant_kms.openapi import SECURITY_SCHEMES
 from tenant_kms.provider_config import describe_errors
 from tenant_kms.settings import Settings
 
@@ -283,6 +284,7 @@ def no_content() -> Response:
 
 def admin_resolver() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
+    app.configure_openapi(security_schemes=SECURITY_SCHEMES)  # what its routes' documents name
     app.use(middlewares=[_tenant_was_checked])
 
     @app.exception_handler(TenantKmsError)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator, model_validator
+from pydantic_core import CoreSchema
 
 from tenant_kms.credentials import reject_static_credentials
 from tenant_kms.errors import InvalidRequest
@@ -56,6 +57,15 @@ _AZURE_KEY = re.compile(
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
+def _documented(pattern: re.Pattern[str] | str, description: str, default: Any = ...) -> Any:
+    """A field as the API document shows it. The pattern is for the document only (the
+    validators below check it, in their own words); named groups are Python's spelling, so
+    they become plain groups, which JSON Schema's regular expressions read too."""
+    source = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+    shown = re.sub(r"\(\?P<\w+>", "(?:", source)
+    return Field(default, description=description, json_schema_extra={"pattern": shown})
+
+
 def _matching(pattern: re.Pattern[str], accepted: str) -> Callable[[Any, str | None], str | None]:
     """A field check whose refusal says what is accepted."""
 
@@ -76,11 +86,13 @@ class EmptyConfig(_Shape):
 
 
 class CustomerAwsConfig(_Shape):
-    region: str
-    key_arn: str
-    role_arn: str
+    region: str = _documented(rf"^{_REGION}$", "AWS region of the key, such as eu-west-1")
+    key_arn: str = _documented(_KEY_ARN, "KMS key ARN or alias ARN, in region")
+    role_arn: str = _documented(_ROLE_ARN, "the customer's IAM role that this tenant's session assumes")
     # Issued by the service per tenant; optional here, and refused unless it is the issued one.
-    external_id: str | None = None
+    external_id: str | None = _documented(
+        _EXTERNAL_ID, "the external id GET /tenants/{tenant_id}/kms/onboarding issued (left out: added)", None
+    )
 
     check_region = field_validator("region")(_matching(re.compile(rf"^{_REGION}$"), "an AWS region such as us-east-1"))
 
@@ -117,9 +129,9 @@ class CustomerAwsConfig(_Shape):
 
 
 class CustomerGcpConfig(_Shape):
-    key_name: str
-    workload_identity_provider: str
-    service_account_email: str | None = None
+    key_name: str = _documented(_GCP_KEY, "Cloud KMS key resource name")
+    workload_identity_provider: str = _documented(_GCP_WIF, "the customer's workload identity pool provider")
+    service_account_email: str | None = _documented(_SA_EMAIL, "a service account to impersonate, if any", None)
 
     check_key_name = field_validator("key_name")(
         _matching(_GCP_KEY, "projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>")
@@ -137,9 +149,9 @@ class CustomerGcpConfig(_Shape):
 
 
 class CustomerAzureConfig(_Shape):
-    key_id: str
-    tenant_id: str
-    client_id: str
+    key_id: str = _documented(_AZURE_KEY, "Key Vault or Managed HSM key identifier, version optional")
+    tenant_id: str = _documented(_UUID, "the customer's Entra ID tenant")
+    client_id: str = _documented(_UUID, "the customer's Entra app with a federated credential for this tenant")
 
     check_key_id = field_validator("key_id")(
         _matching(_AZURE_KEY, "https://<vault>.vault.azure.net/keys/<name>[/<32 hex digits>] (or managedhsm.azure.net)")
@@ -174,6 +186,24 @@ class ConfigureRequest(BaseModel):
         # Raised as a domain error (not ValueError) so it is answered with its own code.
         reject_static_credentials(data)
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        """Documented as what is accepted: the config's shape follows the provider (a union
+        discriminated by ``provider``). Validation stays in two steps, so each refusal names
+        the provider's fields."""
+        from pydantic import TypeAdapter, create_model
+
+        variants = []
+        for provider, shape in CONFIG_SHAPES.items():
+            name = "Configure" + "".join(word.capitalize() for word in provider.split("_"))
+            config = (shape, ...) if shape.model_fields else (shape, Field(default_factory=dict))
+            model = create_model(
+                name, __config__=ConfigDict(extra="forbid"), provider=(Literal[provider], ...), config=config
+            )
+            variants.append(model)
+        union = Annotated[Union[tuple(variants)], Field(discriminator="provider")]  # noqa: UP007
+        return handler(TypeAdapter(union).core_schema)
 
     def validated_config(self) -> dict[str, Any]:
         from pydantic import ValidationError
