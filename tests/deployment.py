@@ -11,6 +11,8 @@ from typing import Any
 
 import boto3
 import testenv
+from async_invoke import dead_letter_queue, invoke_event, retries
+from local_gateway import LocalContext
 from local_queues import QUEUE_SETTINGS, create_queues, deliver
 from local_tables import create_tables, load_template
 from support import JOB_TIMEOUT_MS, Function
@@ -71,6 +73,19 @@ class Queues:
         consumer = Function(function)
         self.deliver(consumer.module.sweeps.sweeps[run["sweep"]].queue_url, consumer, timeout_ms=timeout_ms)
         return consumer.module.sweeps.status(run["sweep"])
+
+    def schedule(self, function: str, event: dict[str, Any], *, timeout_ms: int = JOB_TIMEOUT_MS) -> tuple[int, Any]:
+        """A schedule's invocation as deployed: asynchronous, retried by Lambda, then kept in the
+        function's dead-letter queue; (attempts, the answer or None)."""
+        instance = Function(function)
+        queue = dead_letter_queue(instance.logical_id)
+
+        def invoke(payload: dict[str, Any], request_id: str) -> Any:
+            context = LocalContext(instance.logical_id, timeout_ms=timeout_ms, aws_request_id=request_id)
+            return instance.module.lambda_handler(payload, context)
+
+        dead_letter_url = self.urls[queue] if queue else None
+        return invoke_event(self.client, dead_letter_url, invoke, event, retries=retries(instance.logical_id))
 
 
 def own_queues(monkeypatch) -> Queues:
