@@ -1,13 +1,16 @@
 """Every function runs from the `sam build` artifact in a Lambda container through `sam local`.
 
-`sam local invoke` runs each function with each of its sample events from events/, in the
-order of a tenant's lifecycle, against DynamoDB Local on the host, from the built template as
-deployed. `sam local start-api` and `sam local start-lambda` serve the README's curl sequence
-from the local template (local/sam_local.py: LocalClaimsAuthorizer in place of the JWT
-authorizer, which sam local does not run). The container image comes from
-local/lambda_image.py (the official Lambda image when present, otherwise a stand-in built
-locally): no image is ever pulled. Without a usable Docker they fail as root (CI installs
-and starts Docker itself) and are skipped, saying why, anywhere else.
+`sam local start-lambda` on the built template, as deployed, runs each function with each of
+its sample events from events/, in the order of a tenant's lifecycle, against DynamoDB Local on
+the host. Its containers stay warm, as a warm Lambda serves its next events: each function's
+container starts once per test, not once per event. `sam local invoke` runs the README's one
+sample as written there, in a container of its own. `sam local start-api` and
+`sam local start-lambda` serve the README's curl sequence from the local template
+(local/sam_local.py: LocalClaimsAuthorizer in place of the JWT authorizer, which sam local does
+not run). The container image comes from local/lambda_image.py (the official Lambda image when
+present, otherwise a stand-in built locally): no image is ever pulled. Without a usable Docker
+they fail as root (CI installs and starts Docker itself) and are skipped, saying why, anywhere
+else.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class Stack:
     dynamodb: Any  # a boto3 client of the DynamoDB Local the containers use
     queues: dict[str, str]  # the sweeps' queues on moto, by logical id
     sqs: Any  # a boto3 client of moto's SQS
-    logs: list[str] = field(default_factory=list)  # the functions' logs from every `sam local invoke`
+    logs: list[str] = field(default_factory=list)  # the functions' logs from every `sam local` run
 
     def units(self, queue: str) -> Path:
         """The units waiting in the queue, as the event file Lambda's event source would send."""
@@ -213,16 +216,20 @@ def stack(invoke_image, container_dynamodb, aws_accounts, sam_build) -> Stack:
     )
 
 
-def invoke(stack: Stack, function: str, event_name: str | Path) -> dict[str, Any]:
-    """`sam local invoke` of one function (built template) with one sample event (or an event
-    file); its answer."""
+def event_file(stack: Stack, event_name: str | Path) -> Path:
+    """A sample event (its login made fresh) written for sam, or an event file as it is."""
     if isinstance(event_name, Path):
-        event = event_name
-    else:  # the sample, its login made fresh
-        event = stack.deployed.build_dir.parent / "events" / f"{event_name}.json"
-        event.parent.mkdir(exist_ok=True)
-        event.write_text(json.dumps(fresh_sample(event_name)))
-    result = stack.deployed.invoke(function, event)
+        return event_name
+    event = stack.deployed.build_dir.parent / "events" / f"{event_name}.json"
+    event.parent.mkdir(exist_ok=True)
+    event.write_text(json.dumps(fresh_sample(event_name)))
+    return event
+
+
+def sam_local_invoke(stack: Stack, function: str, event_name: str | Path) -> dict[str, Any]:
+    """`sam local invoke` of one function (built template) with one sample event (or an event
+    file), in a container of its own, as the README runs one by hand; its answer."""
+    result = stack.deployed.invoke(function, event_file(stack, event_name))
     stack.logs.append(result.stderr)  # the answer is on stdout, the logs on stderr
     logs = result.stderr[-4000:]
     assert result.returncode == 0, logs
@@ -234,16 +241,59 @@ def invoke(stack: Stack, function: str, event_name: str | Path) -> dict[str, Any
     return answer
 
 
+@dataclass(frozen=True)
+class StartLambda:
+    """The built template's functions behind `sam local start-lambda` (see `invoking`)."""
+
+    stack: Stack
+    url: str
+    log: Path
+
+    def __call__(self, function: str, event_name: str | Path) -> dict[str, Any]:
+        """One function with one sample event (or an event file); its answer."""
+        payload = event_file(self.stack, event_name).read_bytes()
+        url = f"{self.url}/2015-03-31/functions/{function}/invocations"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, payload, method="POST"), timeout=300) as answer:
+                status, failed, body = answer.status, answer.headers.get("X-Amz-Function-Error"), answer.read()
+        except urllib.error.HTTPError as refused:
+            status, failed, body = refused.code, refused.headers.get("X-Amz-Function-Error"), refused.read()
+        logs = self.log.read_text()
+        assert (status, failed) == (200, None), body.decode(errors="replace") + logs[-4000:]
+        assert f"Mounting {self.stack.deployed.build_dir / function} as /var/task" in logs, logs[-4000:]
+        answer = json.loads(body)
+        assert "errorMessage" not in answer, logs[-4000:]
+        return answer
+
+
+@contextlib.contextmanager
+def invoking(stack: Stack) -> Iterator[StartLambda]:
+    """`sam local start-lambda` on the built template for one test. Its logs join ``stack.logs``
+    once it has stopped, so every line the functions printed is there."""
+    with serving(stack.deployed, "start-lambda") as url:
+        log = server_log(stack.deployed, "start-lambda", int(url.rsplit(":", 1)[1]))
+        yield StartLambda(stack, url, log)
+    stack.logs.append(log.read_text())
+
+
 def http(answer: dict[str, Any]) -> tuple[int, Any]:
     return answer["statusCode"], json.loads(answer["body"]) if answer.get("body") else None
 
 
 def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack):
     stack.clear()
+    with invoking(stack) as call:
+        unwrapped, retired = lifecycle(stack, call)
 
-    def call(function: str, event_name: str) -> dict[str, Any]:
-        return invoke(stack, function, event_name)
+    # The functions' logs as sam local shows them: audit events, and no key in any encoding.
+    logs = "\n".join(stack.logs)
+    assert '"message":"audit unwrap success"' in logs
+    keys = [testenv.MASTER_KEY, base64.b64decode(unwrapped["key_b64"]), base64.b64decode(retired["key_b64"])]
+    assert_no_key_material(logs, keys)
 
+
+def lifecycle(stack: Stack, call: StartLambda) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each sample event in a tenant's lifecycle order; the two unwrap answers."""
     status, view = http(call("ConfigureFunction", "configure_put_global"))
     assert (status, view["tenant_id"], view["provider"], view["active_version"]) == (200, "acme", "global", 1)
     status, view = http(call("ConfigureFunction", "configure_get"))
@@ -259,7 +309,7 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
         (2, "active", 0),
     ]
 
-    unwrapped = call("UnwrapFunction", "unwrap")
+    unwrapped = sam_local_invoke(stack, "UnwrapFunction", "unwrap")  # the README's command
     assert (unwrapped["tenant_id"], unwrapped["version"], unwrapped["provider"]) == ("acme", 2, "global")
     assert len(base64.b64decode(unwrapped["key_b64"])) == 32 and 3500 < unwrapped["ttl_seconds"] <= 3600
     retired = call("UnwrapFunction", "unwrap_version")
@@ -270,13 +320,13 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     # The re-verify sweep sends acme's unit, and the function visits it as the event source hands it over
     scheduled = call("VerifyFunction", "verify_scheduled")
     assert (scheduled["sweep"], scheduled["status"], scheduled["sent"]) == ("reverify", "paged", 1)
-    assert invoke(stack, "VerifyFunction", stack.units("ReverifyQueue")) == {"batchItemFailures": []}
+    assert call("VerifyFunction", stack.units("ReverifyQueue")) == {"batchItemFailures": []}
     visits = stack.dynamodb.scan(TableName=testenv.TABLES["SweepTable"])["Items"]
     assert {(v["tenant_id"]["S"], v.get("outcome", {}).get("S")) for v in visits} >= {("acme", "verified")}
-    assert invoke(stack, "VerifyFunction", "verify_reverify_units") == {"batchItemFailures": []}
+    assert call("VerifyFunction", "verify_reverify_units") == {"batchItemFailures": []}
     repolled = call("VerifyFunction", "verify_repoll_sealed")  # nobody is sealed
     assert (repolled["sweep"], repolled["status"], repolled["sent"]) == ("repoll_sealed", "paged", 0)
-    assert invoke(stack, "VerifyFunction", "verify_repoll_units") == {"batchItemFailures": []}
+    assert call("VerifyFunction", "verify_repoll_units") == {"batchItemFailures": []}
 
     status, job = http(call("RewrapFunction", "rewrap_post"))
     assert (status, job["status"], job["migrated"], job["remaining"]) == (202, "running", 0, 1)  # a job, nothing moved
@@ -304,7 +354,7 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     # Its records are purged by a job, whose unit RewrapFunction runs
     unit = stack.deployed.build_dir.parent / "events" / "purge_unit.json"
     unit.write_text(json.dumps(job_unit(purge_job("acme", stack.dynamodb))))
-    assert invoke(stack, "RewrapFunction", unit)["status"] == "succeeded"
+    assert call("RewrapFunction", unit)["status"] == "succeeded"
     assert call("UnwrapFunction", "unwrap")["error"]["code"] == "not_found"
     # Only the stored answer outlives the tenant, until it expires (24 h), and the sweeps' own
     # positions, which name no tenant: no key, no record, no job, no visit of it
@@ -314,11 +364,7 @@ def test_every_function_runs_in_a_lambda_container_with_each_sample_event(stack)
     assert {item["tenant_id"]["S"] for item in left[sweeps]} == {SWEEP_RUNS}
     assert [item["status"]["S"] for item in left[idempotency]] == ["COMPLETED"]
 
-    # The functions' logs as sam local shows them: audit events, and no key in any encoding.
-    logs = "\n".join(stack.logs)
-    assert '"message":"audit unwrap success"' in logs
-    keys = [testenv.MASTER_KEY, base64.b64decode(unwrapped["key_b64"]), base64.b64decode(retired["key_b64"])]
-    assert_no_key_material(logs, keys)
+    return unwrapped, retired
 
 
 def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack, aws_accounts):
@@ -327,65 +373,71 @@ def test_aws_flows_run_in_lambda_containers_against_moto_with_iam_enforced(stack
     artifact in containers."""
     stack.clear()
     # globex's admin asks what its customer must trust (the sample asks for acme)
-    event = stack.deployed.build_dir.parent / "onboarding-globex.json"
-    event.write_text(json.dumps(http_sample("configure_onboarding_get", "globex")))
-    status, onboarding = http(invoke(stack, "ConfigureFunction", event))
-    assert status == 200 and onboarding["tenant_id"] == "globex", onboarding
-    aws_accounts.trust(onboarding["aws"]["external_id"])
-    with enable_iam_authentication():
-        status, view = http(invoke(stack, "ConfigureFunction", "configure_put_customer_aws"))
-        assert status == 200, view
-        assert (status, view["provider"], view["status"], view["active_version"]) == (
-            200,
-            "customer_kms_aws",
-            "active",
-            1,
+    with invoking(stack) as call:
+        event = stack.deployed.build_dir.parent / "onboarding-globex.json"
+        event.write_text(json.dumps(http_sample("configure_onboarding_get", "globex")))
+        status, onboarding = http(call("ConfigureFunction", event))
+        assert status == 200 and onboarding["tenant_id"] == "globex", onboarding
+        aws_accounts.trust(onboarding["aws"]["external_id"])
+        with enable_iam_authentication():
+            status, view = http(call("ConfigureFunction", "configure_put_customer_aws"))
+            assert status == 200, view
+            assert (status, view["provider"], view["status"], view["active_version"]) == (
+                200,
+                "customer_kms_aws",
+                "active",
+                1,
+            )
+            assert view["last_verify_error"] is None and view["session_ttl_seconds"] <= 300
+
+            unwrapped = call("UnwrapFunction", "unwrap_customer_aws")
+            assert (unwrapped["tenant_id"], unwrapped["version"], unwrapped["provider"]) == (
+                "globex",
+                1,
+                "customer_kms_aws",
+            )
+            assert len(base64.b64decode(unwrapped["key_b64"])) == 32 and 0 < unwrapped["ttl_seconds"] <= 300
+
+            status, view = http(call("ConfigureFunction", "configure_put_operator_aws"))
+            assert status == 200, view
+            assert (view["provider"], view["active_version"]) == ("operator_kms_aws", 1)
+
+        versions = {
+            item["tenant_id"]["S"]: item
+            for item in stack.dynamodb.scan(TableName=testenv.TABLES["KeyVersionTable"])["Items"]
+        }
+        assert versions["globex"]["key_id"]["S"] == aws_accounts.customer_key_arn  # the alias, resolved
+        assert versions["initech"]["key_id"]["S"] == aws_accounts.operator_key_arn
+        kms = boto3.client("kms", endpoint_url=aws_accounts.endpoint, region_name="us-east-1")
+        wrapped = versions["globex"]["wrapped_key"]["B"]
+        bound = {"tenant_id": "globex", "tmk_version": "1", "purpose": "tenant-master-key"}
+        assert kms.decrypt(CiphertextBlob=wrapped, EncryptionContext=bound)["Plaintext"] == base64.b64decode(
+            unwrapped["key_b64"]
         )
-        assert view["last_verify_error"] is None and view["session_ttl_seconds"] <= 300
 
-        unwrapped = invoke(stack, "UnwrapFunction", "unwrap_customer_aws")
-        assert (unwrapped["tenant_id"], unwrapped["version"], unwrapped["provider"]) == (
-            "globex",
-            1,
-            "customer_kms_aws",
-        )
-        assert len(base64.b64decode(unwrapped["key_b64"])) == 32 and 0 < unwrapped["ttl_seconds"] <= 300
-
-        status, view = http(invoke(stack, "ConfigureFunction", "configure_put_operator_aws"))
-        assert status == 200, view
-        assert (view["provider"], view["active_version"]) == ("operator_kms_aws", 1)
-
-    versions = {
-        item["tenant_id"]["S"]: item
-        for item in stack.dynamodb.scan(TableName=testenv.TABLES["KeyVersionTable"])["Items"]
-    }
-    assert versions["globex"]["key_id"]["S"] == aws_accounts.customer_key_arn  # the alias, resolved
-    assert versions["initech"]["key_id"]["S"] == aws_accounts.operator_key_arn
-    kms = boto3.client("kms", endpoint_url=aws_accounts.endpoint, region_name="us-east-1")
-    wrapped = versions["globex"]["wrapped_key"]["B"]
-    bound = {"tenant_id": "globex", "tmk_version": "1", "purpose": "tenant-master-key"}
-    assert kms.decrypt(CiphertextBlob=wrapped, EncryptionContext=bound)["Plaintext"] == base64.b64decode(
-        unwrapped["key_b64"]
-    )
-
-    # The customer pulls the grant: re-configuring probes first, is refused, and changes no key.
-    aws_accounts.pull_grant()
-    before = stack.snapshot()[testenv.TABLES["KeyVersionTable"]]
-    with enable_iam_authentication():
-        status, refused = http(invoke(stack, "ConfigureFunction", "configure_put_customer_aws"))
-    assert (status, refused["error"]["code"]) == (422, "verification_failed")
-    assert stack.snapshot()[testenv.TABLES["KeyVersionTable"]] == before
+        # The customer pulls the grant: re-configuring probes first, is refused, and changes no key.
+        aws_accounts.pull_grant()
+        before = stack.snapshot()[testenv.TABLES["KeyVersionTable"]]
+        with enable_iam_authentication():
+            status, refused = http(call("ConfigureFunction", "configure_put_customer_aws"))
+        assert (status, refused["error"]["code"]) == (422, "verification_failed")
+        assert stack.snapshot()[testenv.TABLES["KeyVersionTable"]] == before
     assert_no_key_material("\n".join(stack.logs), [base64.b64decode(unwrapped["key_b64"])])
 
 
 # ------------------------------------------------------- start-api, start-lambda
 
 
+def server_log(local: SamLocal, command: str, port: int) -> Path:
+    """Where a server's output goes, named by its template: template.local-start-api-<port>.log."""
+    return local.build_dir.parent / f"{local.template.stem}-{command}-{port}.log"
+
+
 @contextlib.contextmanager
 def serving(local: SamLocal, command: str) -> Iterator[str]:
     """`sam local start-api` or `start-lambda` on a free port, warm containers; its base URL."""
     port = free_port()
-    log = local.build_dir.parent / f"{command}-{port}.log"
+    log = server_log(local, command, port)
     with log.open("w") as out:
         server = local.start(command, port, out)
     try:
@@ -444,7 +496,7 @@ def test_start_api_and_start_lambda_serve_the_readme_curl_sequence(stack):
     assert all(items == [] for items in stack.snapshot().values())
 
     # What start-api and start-lambda printed (the functions' logs included): no key in it.
-    logs = "\n".join(log.read_text() for log in stack.local.build_dir.parent.glob("start-*.log"))
+    logs = "\n".join(log.read_text() for log in stack.local.build_dir.parent.glob("template.local-start-*.log"))
     assert '"message":"audit unwrap success"' in logs
     assert_no_key_material(logs, [testenv.MASTER_KEY, base64.b64decode(unwrapped["key_b64"])])
 
