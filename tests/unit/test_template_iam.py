@@ -413,3 +413,17 @@ def test_the_table_key_is_used_only_through_dynamodb(resources):
     for owner, statement in statements(resources, expand_managed=True):
         if TABLE_KEY_USE & set(as_list(statement["Action"])) and "TableKey" in json.dumps(statement["Resource"]):
             assert statement["Condition"] == {"StringEquals": {"kms:ViaService": via}}, owner
+
+
+def test_every_schedule_keeps_the_events_it_could_not_deliver(resources):
+    """Catches a schedule (an EventBridge rule, as SAM makes it) without a dead-letter queue, or
+    one whose undelivered events the queue's policy refuses: EventBridge would drop them."""
+    rules = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    assert len(rules) == 3
+    for name, rule in rules.items():
+        for target in rule["Targets"]:
+            assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduledRunDeadLetterQueue", "Arn"]}}, name
+    (statement,) = resources["ScheduledRunDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    senders = {arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]}
+    assert senders == set(rules)
