@@ -396,3 +396,35 @@ def step_up(event: dict[str, Any]) -> dict[str, Any]:
     event["requestContext"]["timeEpoch"] = int(now * 1000)
     event["requestContext"]["authorizer"]["jwt"]["claims"]["auth_time"] = int(now)
     return event
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    return json.loads((ROOT / "docs" / "openapi.json").read_text())
+
+
+def assert_schema_valid(schema: dict[str, Any], instance: Any) -> None:
+    """``instance`` against a schema of docs/openapi.json (its references point into the components)."""
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator({**schema, "components": openapi_document()["components"]}).validate(instance)
+
+
+def assert_documented(event: dict[str, Any], response: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    """The answer to an admin API event is one docs/openapi.json gives for the event's route:
+    a status it lists, a body of that status's schema, the headers it names. Status, headers
+    and parsed body."""
+    method, route = event["routeKey"].split(" ", 1)
+    status, headers = response["statusCode"], response.get("headers") or {}
+    body = json.loads(response["body"]) if response.get("body") else None
+    documented = openapi_document()["paths"][route][method.lower()]["responses"].get(str(status))
+    assert documented is not None, f"{method} {route} answered {status}, which the document does not list: {body}"
+    if "content" in documented:
+        assert_schema_valid(documented["content"]["application/json"]["schema"], body)
+    else:
+        assert body is None, body
+    sent = {name.lower() for name in headers}
+    for name in documented.get("headers", {}):
+        if name != "WWW-Authenticate" or body["error"]["code"] == "step_up_required":
+            assert name.lower() in sent, f"{method} {route} answered {status} without header {name}"
+    return status, headers, body

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from moto.core.authorization import disable_iam_authentication
 from moto.sts.models import sts_backends
-from support import Function, sample
+from support import Function, assert_documented, sample
 
 from kms_wrapping.federation import AssertionSigner
 from tenant_kms.providers import Identities
@@ -38,8 +38,9 @@ def signing_key(aws, monkeypatch) -> str:
 
 
 def public(name: str) -> tuple[int, dict, dict]:
-    answer = Function("federation")(sample(name))
-    return answer["statusCode"], answer.get("headers") or {}, json.loads(answer["body"])
+    """A public route's answer, which docs/openapi.json documents."""
+    event = sample(name)
+    return assert_documented(event, Function("federation")(event))
 
 
 def verify(token: str, jwks: dict) -> dict:
