@@ -42,7 +42,8 @@ RUNNERS = ("auto", "sam", "gateway")
 
 
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
-    """The functions' environment as template.yaml declares it, parameters at their defaults:
+    """The functions' environment as template.yaml declares it, parameters at their defaults (or
+    local values where a deployment must choose):
     Globals and every function's own variables (the in-process gateway runs them all in one
     process)."""
     parameters = template.get("Parameters", {})
@@ -57,7 +58,7 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
                 # invoke, and sweeps need SQS (moto's, in the tests).
                 return ""
             parameter = parameters[ref]
-            default = str(parameter.get("Default", ""))
+            default = str(parameter.get("Default", sam_local.LOCAL_PARAMETERS.get(ref, "")))
             return [p for p in default.split(",") if p] if parameter["Type"] == "CommaDelimitedList" else default
         if isinstance(value, dict) and "Fn::Join" in value:
             separator, items = value["Fn::Join"]

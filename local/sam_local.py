@@ -31,6 +31,14 @@ from local_tables import TABLE_SETTINGS
 LOCAL_AUTHORIZER = "LocalClaimsAuthorizer"
 AUTHORIZER_CODE = Path(__file__).resolve().parent / "claims_authorizer"
 CLAIMS_HEADER = "X-Local-Claims"
+# Values for the parameters a deployment must choose (template.yaml gives them no default).
+# Local runs read none of them: MASTER_KEY_B64 wins over the secret, and the JWT authorizer
+# is replaced (sam local) or played by the gateway.
+LOCAL_PARAMETERS = {
+    "MasterKeySecretArn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:tenant-kms-local",
+    "JwtIssuer": "https://issuer.local.invalid",
+    "JwtAudience": "tenant-kms-local",
+}
 
 
 def write_local_template(build_dir: Path) -> Path:
@@ -147,6 +155,7 @@ class SamLocal:
             "--skip-pull-image",
             "--add-host", "host.docker.internal:host-gateway",
             "--env-vars", str(self.env_vars),
+            "--parameter-overrides", " ".join(f"{name}={value}" for name, value in LOCAL_PARAMETERS.items()),
         )  # fmt: skip
 
     def invoke(self, function: str, event: Path, *, timeout: float = 300) -> subprocess.CompletedProcess:
