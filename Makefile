@@ -37,8 +37,9 @@ $(SAM_VENV)/.installed:
 ## run: admin API on http://127.0.0.1:3000, invoke API on :3001 (global wrap, DynamoDB Local in memory);
 ## sam local in Lambda containers when Docker is usable, else the in-process gateway (RUNNER=sam|gateway chooses)
 RUNNER ?= auto
+ADMIN_UI_ORIGINS ?=
 run: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
-	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py --runner $(RUNNER)
+	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py --runner $(RUNNER) --admin-ui-origins "$(ADMIN_UI_ORIGINS)"
 
 ## test: lint, template checks (sam validate, checkov), Docker for sam local, then the whole suite (sam build and sam local included)
 test: setup lint validate checkov sam-local

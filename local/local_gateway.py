@@ -74,9 +74,42 @@ class Route:
 
 
 def _route(method: str, path: str, function: str, *, authorized: bool = True) -> Route:
-    names = tuple(re.findall(r"\{([^}]+)\}", path))
-    pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "([^/]+)", path) + "$")
+    # `{name+}` is greedy (the rest of the path, slashes included), as API Gateway matches it.
+    names = tuple(name.rstrip("+") for name in re.findall(r"\{([^}]+)\}", path))
+    pattern = re.sub(r"\{[^}]+\+\}", "(.+)", path)
+    pattern = re.compile("^" + re.sub(r"\{[^}+]+\}", "([^/]+)", pattern) + "$")
     return Route(method.upper(), path, function, pattern, names, authorized)
+
+
+def cors_configuration(template: dict[str, Any], admin_ui_origins: str) -> dict[str, Any] | None:
+    """AdminApi's CorsConfiguration as deployed with AdminUiOrigins = ``admin_ui_origins``
+    (None: no CORS, as with the parameter empty)."""
+    configured = template["Resources"]["AdminApi"]["Properties"].get("CorsConfiguration")
+    if not configured or not admin_ui_origins:
+        return None
+    condition, when_set, _ = configured["Fn::If"]
+    assert condition == "HasAdminUiOrigins" and when_set["AllowOrigins"] == {
+        "Fn::Split": [",", {"Ref": "AdminUiOrigins"}]
+    }, "AdminApi's CorsConfiguration changed shape: update cors_configuration"
+    return {**when_set, "AllowOrigins": admin_ui_origins.split(",")}
+
+
+def with_cors(answer: Answer, cors: dict[str, Any] | None, headers: dict[str, str]) -> Answer:
+    """The CORS headers API Gateway puts on an answer (a function's own are ignored)."""
+    if cors is None:
+        return answer
+    status, answer_headers, body = answer
+    answer_headers = {k: v for k, v in answer_headers.items() if not k.lower().startswith("access-control-")}
+    origin = headers.get("origin")
+    if origin is not None and origin in cors["AllowOrigins"]:
+        answer_headers["Access-Control-Allow-Origin"] = origin
+        if "access-control-request-method" in headers:  # a preflight
+            answer_headers["Access-Control-Allow-Methods"] = ",".join(cors["AllowMethods"])
+            answer_headers["Access-Control-Allow-Headers"] = ",".join(cors["AllowHeaders"])
+            answer_headers["Access-Control-Max-Age"] = str(cors["MaxAge"])
+        else:
+            answer_headers["Access-Control-Expose-Headers"] = ",".join(cors["ExposeHeaders"])
+    return status, answer_headers, body
 
 
 def routes_from_template(template: dict[str, Any] | None = None) -> tuple[list[Route], str | None]:
@@ -209,9 +242,10 @@ def function_name_of(identifier: str) -> str:
 
 
 class Gateway:
-    def __init__(self, template: dict[str, Any] | None = None) -> None:
+    def __init__(self, template: dict[str, Any] | None = None, *, admin_ui_origins: str = "") -> None:
         template = template or load_template()
         self.routes, self.default_function = routes_from_template(template)
+        self.cors = cors_configuration(template, admin_ui_origins)
         self.modules = {
             logical_id: load_handler_module(code_uri, handler)
             for logical_id, (code_uri, handler) in function_specs(template).items()
@@ -226,7 +260,12 @@ class Gateway:
         return None, {}
 
     def handle_http(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
-        """The admin API, as API Gateway answers it: the authorizer first, then the function."""
+        """The admin API, as API Gateway answers it, CORS headers included."""
+        answer = self._handle_http(method, target, headers, body)
+        return with_cors(answer, self.cors, {k.lower(): v for k, v in headers.items()})
+
+    def _handle_http(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        """The authorizer first, then the function."""
         split = urlsplit(target)
         route, params = self.match(method, split.path)
         function = route.function if route else self.default_function

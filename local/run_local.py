@@ -107,10 +107,11 @@ def choose_runner(requested: str) -> tuple[str, str]:
 class SamRunner:
     """start-api and start-lambda from the `sam build` artifact, in Lambda containers."""
 
-    def __init__(self, image: str, dynamodb_port: int, master_key_b64: str) -> None:
+    def __init__(self, image: str, dynamodb_port: int, master_key_b64: str, admin_ui_origins: str) -> None:
         self.image = image
         self.dynamodb_port = dynamodb_port
         self.master_key_b64 = master_key_b64
+        self.admin_ui_origins = admin_ui_origins
         self.processes: list[subprocess.Popen] = []
 
     def start(self, api_port: int, invoke_port: int) -> None:
@@ -120,7 +121,7 @@ class SamRunner:
         if built.returncode != 0:
             sys.exit(f"sam build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
         local = sam_local.SamLocal(
-            template=sam_local.write_local_template(build_dir),
+            template=sam_local.write_local_template(build_dir, self.admin_ui_origins),
             image=self.image,
             env_vars=sam_local.write_env_vars(
                 ROOT / ".local" / "sam-env.json",
@@ -146,6 +147,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3000, help="admin API (default 3000)")
     parser.add_argument("--invoke-port", type=int, default=3001, help="Lambda invoke API (default 3001)")
     parser.add_argument("--runner", choices=RUNNERS, default="auto")
+    parser.add_argument(
+        "--admin-ui-origins",
+        default=os.environ.get("ADMIN_UI_ORIGINS", ""),
+        help="origins CORS allows, comma-separated, as AdminUiOrigins deployed (default: none)",
+    )
     args = parser.parse_args()
 
     runner, why = choose_runner(args.runner)
@@ -177,13 +183,13 @@ def main() -> None:
 
     sam = None
     if runner == "sam":
-        sam = SamRunner(image, dynamodb.port, master_key_b64)
+        sam = SamRunner(image, dynamodb.port, master_key_b64, args.admin_ui_origins)
         sam.start(args.port, args.invoke_port)
     else:
         from local_gateway import Gateway, serve
 
         configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64)
-        gateway = Gateway()
+        gateway = Gateway(admin_ui_origins=args.admin_ui_origins)
         serve(gateway, port=args.port, api="http")
         serve(gateway, port=args.invoke_port, api="invoke")
     print(

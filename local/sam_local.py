@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import yaml
 from build_bundle import ROOT, SAM
+from local_gateway import cors_configuration
 from local_queues import QUEUE_SETTINGS
 from local_tables import TABLE_SETTINGS
 
@@ -41,11 +42,17 @@ LOCAL_PARAMETERS = {
 }
 
 
-def write_local_template(build_dir: Path) -> Path:
+def write_local_template(build_dir: Path, admin_ui_origins: str = "") -> Path:
     """The built template with LocalClaimsAuthorizer in place of the JWT authorizer, next to it
-    (the functions' CodeUri are relative to the build directory)."""
+    (the functions' CodeUri are relative to the build directory), and AdminApi's CORS as
+    deployed with AdminUiOrigins = ``admin_ui_origins``."""
     template = yaml.safe_load((build_dir / "template.yaml").read_text())  # sam build writes no short tags
     resources = template["Resources"]
+    cors = cors_configuration(template, admin_ui_origins)
+    if cors is None:
+        resources["AdminApi"]["Properties"].pop("CorsConfiguration", None)
+    else:
+        resources["AdminApi"]["Properties"]["CorsConfiguration"] = cors
     resources["AdminApi"]["Properties"]["Auth"] = {
         "DefaultAuthorizer": LOCAL_AUTHORIZER,
         "Authorizers": {

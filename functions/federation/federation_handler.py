@@ -1,6 +1,6 @@
 """Public OIDC issuer documents: the discovery document and the JWKS that Entra ID reads to
 check the client assertions this deployment signs for its tenants. No authorizer: they hold
-public keys only."""
+public keys only. Also answers browsers' CORS preflights, which carry no token."""
 
 import json
 
@@ -57,4 +57,7 @@ def jwks():
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if (event.get("requestContext") or {}).get("http", {}).get("method") == "OPTIONS":
+        # A CORS preflight: API Gateway adds the headers AdminUiOrigins allows, if any.
+        return {"statusCode": 204, "headers": {}, "body": "", "isBase64Encoded": False}
     return app.resolve(event, context)

@@ -78,6 +78,8 @@ PUBLIC_ROUTES = (
     ("GET", "/.well-known/openid-configuration"),
     ("GET", "/.well-known/jwks.json"),
 )
+# A browser's CORS preflight carries no token: public, served by the public issuer function.
+PREFLIGHT_ROUTE = ("OPTIONS", "/{proxy+}")
 # Routes that change what protects a tenant's keys need a fresh login (RFC 9470): the
 # Settings field holding each one's maximum login age.
 STEP_UP_ROUTES = {

@@ -9,7 +9,7 @@ from pathlib import Path
 from local_gateway import function_specs, routes_from_template
 from local_tables import load_template, table_definitions
 
-from tenant_kms.api import ADMIN_ROUTES, PUBLIC_ROUTES
+from tenant_kms.api import ADMIN_ROUTES, PREFLIGHT_ROUTE, PUBLIC_ROUTES
 from tenant_kms.models import Job, KeyVersion, TenantConfig, TenantRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +31,31 @@ def _events(auth: str | None) -> set[tuple[str, str]]:
 
 def test_every_admin_route_is_an_httpapi_event_and_nothing_else_is():
     routes, default = routes_from_template(TEMPLATE)
-    assert {(r.method, r.path) for r in routes} == set(ADMIN_ROUTES) | set(PUBLIC_ROUTES)
+    assert {(r.method, r.path) for r in routes} == set(ADMIN_ROUTES) | set(PUBLIC_ROUTES) | {PREFLIGHT_ROUTE}
     assert _events(None) == set(ADMIN_ROUTES)  # behind the API's JWT authorizer
     assert default == "ConfigureFunction"
 
 
-def test_only_the_oidc_issuer_documents_are_public():
-    assert _events("NONE") == set(PUBLIC_ROUTES)
+def test_only_the_oidc_issuer_documents_and_cors_preflights_are_public():
+    assert _events("NONE") == set(PUBLIC_ROUTES) | {PREFLIGHT_ROUTE}
     assert all(path.startswith("/.well-known/") for _, path in PUBLIC_ROUTES)
+    # The preflight route takes OPTIONS alone, to the function that reads no table.
+    (preflight,) = [r for r in routes_from_template(TEMPLATE)[0] if r.method == "OPTIONS"]
+    assert (preflight.path, preflight.function) == ("/{proxy+}", "FederationFunction")
+
+
+def test_cors_allows_exactly_the_admin_ui_origins_parameter_and_nothing_when_it_is_empty():
+    api = TEMPLATE["Resources"]["AdminApi"]["Properties"]
+    condition, allowed, otherwise = api["CorsConfiguration"]["Fn::If"]
+    assert TEMPLATE["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AdminUiOrigins"}, ""]}]}
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert allowed["AllowOrigins"] == {"Fn::Split": [",", {"Ref": "AdminUiOrigins"}]}
+    assert "AllowCredentials" not in allowed  # bearer tokens in a header, never cookies
+    assert TEMPLATE["Parameters"]["AdminUiOrigins"]["Default"] == ""
+    # Every header a route reads or answers with is allowed or exposed.
+    assert {"authorization", "content-type", "idempotency-key"} <= set(allowed["AllowHeaders"])
+    assert {"location", "retry-after", "www-authenticate"} <= set(allowed["ExposeHeaders"])
+    assert {method for method, _ in ADMIN_ROUTES} == set(allowed["AllowMethods"])
 
 
 def test_every_function_has_a_log_group_with_the_retention_parameter():

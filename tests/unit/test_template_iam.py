@@ -427,3 +427,13 @@ def test_every_schedule_keeps_the_events_it_could_not_deliver(resources):
     assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
     senders = {arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]}
     assert senders == set(rules)
+
+
+def test_cors_reaches_the_deployed_api_whole_and_only_with_admin_ui_origins(resources):
+    """SAM turns an intrinsic CorsConfiguration into the API's x-amazon-apigateway-cors as a
+    whole: every header list survives, and no origins means no CORS at all."""
+    cors = resources["AdminApi"]["Properties"]["Body"]["x-amazon-apigateway-cors"]
+    condition, allowed, otherwise = cors["Fn::If"]
+    assert (condition, otherwise) == ("HasAdminUiOrigins", {"Ref": "AWS::NoValue"})
+    assert set(allowed) == {"allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders", "maxAge"}
+    assert allowed["allowOrigins"]["Fn::Split"][0] == ","
