@@ -67,10 +67,16 @@ def test_the_deployed_template_uses_the_jwt_authorizer_only():
     assert LOCAL_AUTHORIZER not in template["Resources"]
 
 
-def test_the_local_template_differs_only_in_the_authorizer(tmp_path):
+@pytest.mark.parametrize("origins", ["", "https://admin.example.net,http://localhost:5173"])
+def test_the_local_template_differs_only_in_the_authorizer_and_cors_as_deployed(tmp_path, origins):
     built = load_template()  # sam build writes it as plain YAML, intrinsics as mappings
     (tmp_path / "template.yaml").write_text(yaml.safe_dump(built, sort_keys=False))
-    local = yaml.safe_load(write_local_template(tmp_path).read_text())
+    local = yaml.safe_load(write_local_template(tmp_path, origins).read_text())
+
+    # CORS as AdminUiOrigins=origins deploys it: none, or the configured headers for those origins.
+    _, allowed, _ = built["Resources"]["AdminApi"]["Properties"].pop("CorsConfiguration")["Fn::If"]
+    cors = local["Resources"]["AdminApi"]["Properties"].pop("CorsConfiguration", None)
+    assert cors == ({**allowed, "AllowOrigins": origins.split(",")} if origins else None)
 
     assert local["Resources"].pop(LOCAL_AUTHORIZER)["Properties"]["Handler"] == "claims_authorizer.handler"
     auth = local["Resources"]["AdminApi"]["Properties"].pop("Auth")
