@@ -46,6 +46,21 @@ def unreachable_secret(clock: Clock, message: str = "the master key secret could
     return TenantKms(Settings.from_env(), registry=registry, clock=clock)
 
 
+def overtaken(clock: Clock, meanwhile) -> TenantKms:
+    """An instance whose global wrap runs ``meanwhile`` (another instance's step) the first time
+    it asks for its master keys, as the probe does: a change landing while the probe runs."""
+    pending = [meanwhile]
+
+    def keys(_force: bool):
+        while pending:
+            pending.pop()()
+        return (MASTER_KEY,)
+
+    registry = ProviderRegistry()
+    registry.register("global", lambda _config, _tenant_id: GlobalKeyWrapper(master_keys=keys))
+    return TenantKms(Settings.from_env(), registry=registry, clock=clock)
+
+
 def audit_entries(logs: str, action: str) -> list[dict]:
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     return [line["audit"] for line in lines if line.get("audit", {}).get("action") == action]
@@ -146,6 +161,21 @@ def test_verify_records_success_and_keeps_the_keys(tenant_id, clock):
     assert answer["ok"] is True and answer["last_verify_error"] is None
     assert config_row(tenant_id)["last_verified_at"] == {"S": iso(clock.now)}
     assert config_row(tenant_id)["revision"] == {"N": "1"} and version_rows(tenant_id) == before
+
+
+def test_a_verify_overtaken_by_a_provision_answers_conflict_and_records_nothing(tenant_id, clock):
+    """A provision lands while verify's probe runs: the probe's outcome is about the config it
+    read, so it is not written over the newer one. Catches verify's write losing its revision
+    condition (a stale success or error recorded on a config nobody probed)."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    clock.advance(30)
+    racing = overtaken(clock, lambda: service(clock).provision(tenant_id, actor="bob"))
+    with pytest.raises(Conflict, match="changed during verification"):
+        racing.verify(tenant_id, actor="carol")
+    config = config_row(tenant_id)
+    assert config["revision"] == {"N": "2"} and config["active_version"] == {"N": "2"}
+    assert config["last_verified_at"] == {"S": iso(clock.now - 30)}
 
 
 def test_a_master_key_dropped_from_the_ring_seals_on_open_and_only_the_ring_that_has_it_unseals(tenant_id, clock):
