@@ -46,14 +46,17 @@ def unreachable_secret(clock: Clock, message: str = "the master key secret could
     return TenantKms(Settings.from_env(), registry=registry, clock=clock)
 
 
-def overtaken(clock: Clock, meanwhile) -> TenantKms:
+def overtaken(clock: Clock, meanwhile, *, then_unreachable: bool = False) -> TenantKms:
     """An instance whose global wrap runs ``meanwhile`` (another instance's step) the first time
-    it asks for its master keys, as the probe does: a change landing while the probe runs."""
+    it asks for its master keys, as the probe does: a change landing while the probe runs.
+    ``then_unreachable``: after it, the master key secret cannot be read (the probe fails)."""
     pending = [meanwhile]
 
     def keys(_force: bool):
         while pending:
             pending.pop()()
+        if then_unreachable:
+            raise SecretUnavailable("the master key secret could not be read")
         return (MASTER_KEY,)
 
     registry = ProviderRegistry()
@@ -176,6 +179,29 @@ def test_a_verify_overtaken_by_a_provision_answers_conflict_and_records_nothing(
     config = config_row(tenant_id)
     assert config["revision"] == {"N": "2"} and config["active_version"] == {"N": "2"}
     assert config["last_verified_at"] == {"S": iso(clock.now - 30)}
+
+
+def erased(kms: TenantKms, tenant_id: str) -> None:
+    """The whole erasure, as the route and its purge job run it."""
+    jobs = RewrapJobs(TenantRecords(kms))
+    jobs.erase(tenant_id, actor="dpo")
+    purge = purge_job(tenant_id)
+    for _ in range(10):
+        if purge["status"] != "running":
+            break
+        purge = jobs.advance(tenant_id, purge["job_id"])
+    assert purge["status"] == "succeeded"
+
+
+def test_a_failed_probe_after_an_erasure_meanwhile_leaves_no_config_row(tenant_id, clock):
+    """The tenant is erased while a configure's probe runs, and the probe fails: its error has
+    no config left to annotate. Catches the error's write losing its row-exists condition (it
+    would bring back a config row holding only the error, for a tenant that was erased)."""
+    service(clock).configure(tenant_id, "global", {}, actor="alice")
+    racing = overtaken(clock, lambda: erased(service(clock), tenant_id), then_unreachable=True)
+    with pytest.raises(ProviderUnavailable):
+        racing.configure(tenant_id, "global", {}, actor="bob")
+    assert config_row(tenant_id) == {} and version_rows(tenant_id) == {}
 
 
 def test_a_master_key_dropped_from_the_ring_seals_on_open_and_only_the_ring_that_has_it_unseals(tenant_id, clock):
