@@ -116,3 +116,16 @@ def test_a_key_the_ring_holds_unwraps_without_asking_the_source_past_its_cache()
         wrapped = GlobalKeyWrapper(master_key=key).wrap(tmk := secrets.token_bytes(32), CONTEXT)
         assert wrapper.unwrap(wrapped, CONTEXT) == tmk
     assert source.forced == 0
+
+
+def test_refresh_reads_the_secret_past_its_cache_and_wraps_under_the_new_current_key():
+    """The scheduled rewrap refreshes the ring before it re-wraps old versions. Catches a
+    refresh that reads only the source's cached copy: it would keep wrapping under the key
+    the rotation retired."""
+    source = Source([K1])
+    wrapper = GlobalKeyWrapper(master_keys=source)
+    assert wrapper.current_key_id("acme") == master_key_id(K1)
+    source.secret = [K2, K1]  # rotated; the source's cache still holds the old ring
+    wrapper.refresh()
+    assert source.forced == 1
+    assert wrapper.wrap(secrets.token_bytes(32), CONTEXT).key_id == master_key_id(K2)

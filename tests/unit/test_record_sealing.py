@@ -63,3 +63,4 @@ def test_a_session_key_seals_like_its_bytes_and_never_shows_them():
     assert open_record(session.record_key, "acme", "n", 1, seal_record(TMK, "acme", "n", 1, b"v")) == b"v"
     for shown in (repr(session), repr(session.record_key), str(session.record_key)):
         assert TMK.hex() not in shown and repr(TMK) not in shown
+    assert repr(session.record_key) == "RecordKey(<redacted>)"  # what a log or traceback shows

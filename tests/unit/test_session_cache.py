@@ -23,6 +23,12 @@ def test_ttl_counts_from_the_unwrap_not_from_last_use():
     assert cache.get(("acme", 1, "uid")) is None  # 300 s after the unwrap: gone
 
 
+def test_a_new_cache_answers_a_miss():
+    """Catches a lookup in an empty cache failing instead of answering a miss (the first
+    unwrap of every function instance)."""
+    assert SessionCache(Clock()).get(("acme", 1, "uid")) is None
+
+
 def test_entries_are_per_key_uid_and_evictable():
     cache = SessionCache(Clock())
     cache.put(("acme", 1, "old"), b"a" * 32, 60)
