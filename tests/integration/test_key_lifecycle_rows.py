@@ -231,6 +231,26 @@ def test_a_master_key_dropped_from_the_ring_seals_on_open_and_only_the_ring_that
         Unsealing(kms).unseal(tenant_id, actor="alice")
 
 
+def test_an_identical_configure_of_a_sealed_tenant_unseals_its_version_or_provisions_one(tenant_id, clock):
+    """Catches an identical configure that leaves a tenant sealed although its active version
+    unwraps again, provisions a version it does not need, or (the active version still
+    refused while the config probes fine) leaves the tenant sealed instead of provisioning."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    dropped = service(clock, OTHER_MASTER_KEY)  # probes fine, but cannot unwrap version 1
+    with pytest.raises(Sealed):
+        dropped.unwrap(tenant_id, None, actor="app")
+    view = kms.configure(tenant_id, "global", {}, actor="alice")
+    assert (view["status"], view["active_version"], view["sealed_reason"]) == ("active", 1, None)
+    assert set(version_rows(tenant_id)) == {1}
+    with pytest.raises(Sealed):
+        dropped.unwrap(tenant_id, None, actor="app")
+    view = dropped.configure(tenant_id, "global", {}, actor="alice")
+    assert (view["status"], view["active_version"], view["sealed_reason"]) == ("active", 2, None)
+    rows = version_rows(tenant_id)
+    assert rows[1]["status"] == {"S": "retired"} and rows[2]["key_id"] == {"S": master_key_id(OTHER_MASTER_KEY)}
+
+
 def test_an_unreachable_master_key_source_is_unavailable_and_never_seals(tenant_id, clock):
     """Catches a provider fault taken for a refusal: the tenant must stay active."""
     service(clock).configure(tenant_id, "global", {}, actor="alice")
