@@ -10,7 +10,7 @@ import os
 
 import boto3
 import pytest
-from support import Clock, partition_items, purge_job, snapshot_tables, structured_logs
+from support import Clock, emf_metrics, partition_items, purge_job, snapshot_tables, structured_logs
 from testenv import MASTER_KEY, TABLES
 
 from kms_wrapping import ProviderRegistry
@@ -19,6 +19,7 @@ from kms_wrapping.global_wrap import GlobalKeyWrapper, master_key_id
 from tenant_kms.errors import Conflict, NotFound, ProviderUnavailable, Sealed, VerificationFailed
 from tenant_kms.identity import issue_external_id, issued_external_id
 from tenant_kms.jobs import RewrapJobs
+from tenant_kms.observability import metrics
 from tenant_kms.records import TenantRecords
 from tenant_kms.service import TenantKms, iso
 from tenant_kms.settings import Settings
@@ -388,3 +389,41 @@ def test_erasing_a_tenant_that_only_holds_an_issued_external_id_forgets_it_and_n
     with pytest.raises(NotFound, match="does not exist"):
         jobs.erase(tenant_id, actor="dpo")
     assert snapshot_tables(TABLES) == before
+
+
+def flushed(capsys) -> dict[str, list[float]]:
+    """The metrics counted since the last flush, as a handler's log_metrics ships them."""
+    capsys.readouterr()
+    metrics.flush_metrics(raise_on_empty_metrics=False)
+    return emf_metrics(capsys.readouterr().out)
+
+
+def test_each_step_counts_the_metrics_the_readme_lists(tenant_id, clock, capsys):
+    """Catches a metric of the README's list renamed, not counted, or counted on another step:
+    provisions, cache hits and misses, seals, unseals, verification failures, provider faults
+    and erasures."""
+    metrics.clear_metrics()
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    step = flushed(capsys)
+    assert step.keys() == {"KeyVersionsProvisioned", "ProviderLatency"}
+    assert step["KeyVersionsProvisioned"] == [1.0]
+    kms.unwrap(tenant_id, None, actor="app")
+    assert flushed(capsys) == {"SessionCacheHits": [1.0]}
+    dropped = service(clock, OTHER_MASTER_KEY)
+    with pytest.raises(Sealed):
+        dropped.unwrap(tenant_id, None, actor="app")
+    step = flushed(capsys)
+    assert step.keys() == {"SessionCacheMisses", "ProviderLatency", "TenantsSealed"}
+    assert (step["SessionCacheMisses"], step["TenantsSealed"]) == ([1.0], [1.0])
+    Unsealing(service(clock)).unseal(tenant_id, actor="alice")
+    assert flushed(capsys).keys() == {"ProviderLatency", "TenantsUnsealed"}
+    with pytest.raises(ProviderUnavailable):
+        unreachable_secret(clock).unwrap(tenant_id, None, actor="app")
+    step = flushed(capsys)
+    assert step.keys() == {"SessionCacheMisses", "ProviderLatency", "ProviderUnavailable"}
+    assert step["ProviderUnavailable"] == [1.0]
+    unreachable_secret(clock).verify(tenant_id, actor="bob")
+    assert flushed(capsys) == {"VerificationFailures": [1.0]}
+    kms.erase_keys(tenant_id, actor="dpo")
+    assert flushed(capsys) == {"TenantsErased": [1.0]}
