@@ -1,12 +1,17 @@
-"""`make mutate`: mutation testing (mutmut) of the key lifecycle, record sealing, the session
-cache, the global master key ring and the adapters' error classification, over the fast tests.
+"""`make mutate`: mutation testing (mutmut) of the key lifecycle, tenant sealing and unsealing,
+record sealing, the session cache, the global master key ring and the adapters' error
+classification, over the fast tests.
 
 mutmut names a mutant after its file's path and activates it by the module's import name, so
 the two must agree: the packages are staged at .mutate/<phase>/src/<package> (src/ is the
-prefix mutmut drops), where pytest's pythonpath points. Two phases, each with the tests of its
-modules: "units" (sealing, session cache, adapters) and "lifecycle" (the rest of tenant_kms but
-OUT_OF_SCOPE, so a module split out of service.py is in scope without a change here). One
-DynamoDB Local serves every mutant's short test session.
+prefix mutmut drops), where pytest's pythonpath points. Three phases, each with the tests of its
+code: "units" (record sealing, session cache, wrap checks, global ring, AWS and Google token
+classification) with unit tests, "clouds" (how the Cloud KMS and Key Vault adapters classify
+what the wire answers) with the clouds tests that make those answers, and "lifecycle"
+(configure, provision, verify, unwrap, seal, unseal, destroy, erase) with a few integration
+tests. mutmut runs, per mutant, only the tests that reach the mutated function; the session
+plugin (MUTANT_SESSION) runs the quickest first, so a killed mutant costs one short test, and
+gives every mutant's session tables of its own in the one DynamoDB Local of the run.
 
 Bounded by --budget-minutes; mutants not reached by then count as not run. Not part of CI.
 """
@@ -36,40 +41,18 @@ PACKAGES = {
 }
 # What the tests read besides the packages (handlers, sample events, the tables' definitions).
 ALSO = ["tests", "local", "functions", "events", "template.yaml", "README.md"]
-
-# Modules of tenant_kms that are neither lifecycle, sealing nor the session cache.
-OUT_OF_SCOPE = [
-    "api.py",
-    "credentials.py",
-    "errors.py",
-    "identity.py",
-    "idempotency.py",
-    "invoke.py",
-    "models.py",
-    "observability.py",
-    "provider_config.py",
-    "providers.py",
-    "rotation.py",
-    "schedule.py",
-    "settings.py",
-    "storage.py",
-    "tracing.py",
-    "untrusted_json.py",
-]
-UNIT_MODULES = ["sealing.py", "keyring.py"]
-ADAPTER_MODULES = ["base.py", "global_wrap.py", "aws_kms.py", "gcp_kms.py", "azure_kv.py"]
+# Copied to the staged tree's root as conftest.py: pytest loads it in every session mutmut starts.
+MUTANT_SESSION = ROOT / "local" / "mutant_session.py"
 
 
 @dataclass(frozen=True)
 class Phase:
-    """One mutmut run over some modules with the tests that exercise them (per-module selection:
-    sealing mutants never wait for a lifecycle test that also happens to seal a record)."""
+    """One mutmut run over some functions with the tests that can reach them."""
 
     name: str
     mutants: list[str]  # mutmut names or globs
     tests: list[str]
     only_mutate: list[str]
-    do_not_mutate: list[str]
     share: float  # of the time budget, when the phase before it used all of its own
 
 
@@ -77,7 +60,8 @@ PHASES = [
     Phase(
         "units",
         # Record sealing, the session cache, the checks every unwrap passes (base), the global
-        # ring, and the functions that call an SDK error a refusal (seals) or unavailable (never).
+        # ring, and the functions that call an AWS or Google token error a refusal (seals) or
+        # unavailable (never seals).
         [
             "tenant_kms.sealing.*",
             "tenant_kms.keyring.*",
@@ -85,11 +69,7 @@ PHASES = [
             "kms_wrapping.global_wrap.*",
             "kms_wrapping.aws_kms.x__normalise__mutmut_*",
             "kms_wrapping.aws_kms.x__key_store_fault__mutmut_*",
-            "kms_wrapping.gcp_kms.x__is_checksum_complaint__mutmut_*",
             "kms_wrapping.gcp_kms.x__token_refusal__mutmut_*",
-            "kms_wrapping.gcp_kms.xǁGcpKmsWrapperǁ_call__mutmut_*",
-            "kms_wrapping.azure_kv.x_entra_failure__mutmut_*",
-            "kms_wrapping.azure_kv.xǁAzureKeyVaultWrapperǁ_send__mutmut_*",
         ],
         [
             "tests/unit/test_record_sealing.py",
@@ -101,31 +81,88 @@ PHASES = [
             "tests/unit/test_current_key_id.py",
             "tests/unit/test_federation.py",
         ],
-        [f"src/tenant_kms/{m}" for m in UNIT_MODULES] + [f"src/kms_wrapping/{m}" for m in ADAPTER_MODULES],
-        [],
-        0.3,
+        [
+            "src/tenant_kms/sealing.py",
+            "src/tenant_kms/keyring.py",
+            "src/kms_wrapping/base.py",
+            "src/kms_wrapping/global_wrap.py",
+            "src/kms_wrapping/aws_kms.py",
+            "src/kms_wrapping/gcp_kms.py",
+        ],
+        0.15,
+    ),
+    Phase(
+        "clouds",
+        # What Cloud KMS and Key Vault answer, read as a refusal, a fault to retry, or our own
+        # plumbing: only the real SDKs against the wire fakes make those answers.
+        [
+            "kms_wrapping.gcp_kms.x__is_checksum_complaint__mutmut_*",
+            "kms_wrapping.gcp_kms.xǁGcpKmsWrapperǁ_call__mutmut_*",
+            "kms_wrapping.azure_kv.x_entra_failure__mutmut_*",
+            "kms_wrapping.azure_kv.xǁAzureKeyVaultWrapperǁ_send__mutmut_*",
+        ],
+        [
+            "tests/integration/clouds/test_gcp.py::test_the_customers_refusal_seals",
+            "tests/integration/clouds/test_gcp.py::test_outages_and_damage_answer_503_after_the_configured_attempts_and_never_seal",
+            "tests/integration/clouds/test_gcp.py::test_a_damaged_request_is_retried_and_then_succeeds",
+            "tests/integration/clouds/test_gcp.py::test_a_token_cloud_kms_no_longer_accepts_is_exchanged_again_not_sealed",
+            "tests/integration/clouds/test_gcp.py::test_tokens_cloud_kms_keeps_refusing_answer_503_after_the_configured_attempts",
+            "tests/integration/clouds/test_azure.py::test_refusals_seal_and_faults_answer_503_with_nothing_sealed_or_cached",
+            "tests/integration/clouds/test_azure.py::test_a_token_the_vault_no_longer_takes_is_exchanged_again_and_never_seals",
+            "tests/integration/clouds/test_azure.py::test_a_vault_that_keeps_refusing_our_tokens_answers_503_and_never_seals",
+            "tests/integration/clouds/test_azure.py::test_a_vault_that_does_not_answer_in_time_is_unavailable",
+        ],
+        ["src/kms_wrapping/gcp_kms.py", "src/kms_wrapping/azure_kv.py"],
+        0.25,
     ),
     Phase(
         "lifecycle",
-        # The whole package but what OUT_OF_SCOPE and the units phase name: service.py and
-        # whatever is split out of it (records, jobs, unsealing), and erasure.
-        ["tenant_kms.*"],
-        # Integration tests picked one by one: the quickest that cover each lifecycle step (the
-        # others take tens of seconds each under load, or scan every tenant in the shared
-        # tables, slower with every mutant's leftovers).
+        # Configure (validate, probe, apply, provision), provision, verify, unwrap, seal on a
+        # refusal, unseal, destroy a retired version, erase the keys. Not the views (config and
+        # version views are the API's shape) nor the rewrap jobs, record writes and sweeps: their
+        # own machinery, tested in their own tiers.
+        [
+            *(
+                f"tenant_kms.service.xǁTenantKmsǁ{method}__mutmut_*"
+                for method in (
+                    "_config",
+                    "require_config",
+                    "version_row",
+                    "wrapper",
+                    "_record_verify_error",
+                    "_probe",
+                    "configure",
+                    "_reconfirm",
+                    "provision",
+                    "_existing_config",
+                    "add_version",
+                    "_retiring",
+                    "verify",
+                    "destroy_version",
+                    "erase_keys",
+                    "unsealed",
+                    "open_key",
+                    "unwrap_row",
+                    "_seal",
+                    "unwrap",
+                )
+            ),
+            "tenant_kms.service.x__same_usage_rows__mutmut_*",
+            "tenant_kms.unsealing.xǁUnsealingǁunseal__mutmut_*",
+            "tenant_kms.erasure.x_erase_keys__mutmut_*",
+            "tenant_kms.erasure.x__fence__mutmut_*",
+            "tenant_kms.erasure.x__destroy_wrapped_keys__mutmut_*",
+        ],
         [
             "tests/integration/test_key_lifecycle_rows.py",
-            "tests/integration/test_lifecycle.py",
             "tests/integration/test_probe_failure.py",
             "tests/integration/test_sealing.py::test_unseal_lifts_the_seal_only_when_the_active_version_unwraps",
-            "tests/integration/test_sealing.py::test_a_successful_configure_unseals",
-            "tests/integration/test_erasure.py::test_a_tenant_id_reused_after_erasure_never_sees_the_old_key",
             "tests/integration/test_repeat_configure.py::test_an_identical_configure_reverifies_and_provisions_nothing",
-            "tests/integration/test_key_usage_budget.py::test_a_version_seals_at_most_its_budget_then_the_next_version_takes_over",
+            # The one provider here that reads the config and the tenant id: customer AWS on moto.
+            "tests/integration/aws/test_customer_role.py::test_a_failing_verify_records_the_error_and_changes_no_key",
         ],
-        ["src/tenant_kms/*"],
-        [f"src/tenant_kms/{m}" for m in OUT_OF_SCOPE + UNIT_MODULES],
-        1.0,
+        ["src/tenant_kms/service.py", "src/tenant_kms/unsealing.py", "src/tenant_kms/erasure.py"],
+        0.6,
     ),
 ]
 
@@ -160,8 +197,7 @@ def _pyproject(phase: Phase) -> str:
     mutmut = {
         "source_paths": [f"src/{package}" for package in PACKAGES],
         "only_mutate": phase.only_mutate,
-        "do_not_mutate": phase.do_not_mutate,
-        "also_copy": ALSO,
+        "also_copy": [*ALSO, "conftest.py"],
         "pytest_add_cli_args_test_selection": phase.tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
         "process_isolation": "forkserver",
@@ -185,6 +221,7 @@ def stage(phase: Phase) -> Path:
         _mirror(ROOT / name, tree / name)
         shutil.rmtree(tree / "mutants" / name, ignore_errors=True)  # mutmut copies these afresh
     (tree / "pyproject.toml").write_text(_pyproject(phase))
+    _mirror(MUTANT_SESSION, tree / "conftest.py")
     return tree
 
 
@@ -258,14 +295,17 @@ def run(phases: list[Phase], patterns: list[str], budget_minutes: float, max_chi
             process = subprocess.Popen(command, cwd=tree, env=env, start_new_session=True)
             try:
                 process.wait(timeout=max(allowed, 60))
-            except subprocess.TimeoutExpired:
-                print(f"\n{phase.name}: its share of the budget is spent; the rest counts as not run")
+            except (subprocess.TimeoutExpired, KeyboardInterrupt) as stopped:
+                if isinstance(stopped, subprocess.TimeoutExpired):
+                    print(f"\n{phase.name}: its share of the budget is spent; the rest counts as not run")
                 os.killpg(process.pid, signal.SIGINT)
                 try:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+                if isinstance(stopped, KeyboardInterrupt):
+                    raise
 
 
 def main() -> int:
