@@ -11,9 +11,9 @@ CHECKOV_VENV := .tools-checkov
 export SAM_CLI_TELEMETRY := 0
 export AWS_REGION ?= us-east-1
 
-.PHONY: setup run test lint format build validate checkov openapi openapi-check sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache mutate clean
+.PHONY: setup browser run test lint format build validate checkov openapi openapi-check sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache mutate clean
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
+setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed browser
 
 $(VENV)/.installed: requirements-dev.txt layers/providers/requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -33,6 +33,10 @@ $(SAM_VENV)/.installed:
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
 	$(PY) local/dynamodb_local.py
 	touch $@
+
+## browser: Debian's Chromium, which the admin page's tests drive; never a browser download
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 ## run: admin API on http://127.0.0.1:3000, invoke API on :3001 (global wrap, DynamoDB Local in memory);
 ## sam local in Lambda containers when Docker is usable, else the in-process gateway (RUNNER=sam|gateway chooses)

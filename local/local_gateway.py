@@ -10,6 +10,9 @@ the path the AWS SDK's Lambda client uses, so internal callers can point at this
 The admin API and the invoke API are served on separate ports, as `sam local start-api` and
 `start-lambda` serve them, and every refusal is answered as those answer it (the test
 tests/sam/test_runner_parity.py holds the two side by side): every request gets an answer.
+
+The admin page's static files (admin/) are served under ``/admin/`` on the admin API's port,
+so the page calls the API from its own origin.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -34,6 +38,14 @@ from local_tables import TEMPLATE, load_template
 ROOT = TEMPLATE.parent
 CLAIMS_HEADER = "x-local-claims"
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+ADMIN_PAGE = ROOT / "admin"
+ADMIN_PREFIX = "/admin/"
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 @dataclass
@@ -234,6 +246,22 @@ def claims_of(raw: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) and claims else None
 
 
+def static_answer(method: str, target: str, root: Path) -> Answer | None:
+    """A file of the admin page for a GET or HEAD under /admin/, else None (the API's request).
+    Plain files only: no listing, nothing outside ``root``."""
+    path = urlsplit(target).path
+    if method not in ("GET", "HEAD") or not (path + "/").startswith(ADMIN_PREFIX):
+        return None
+    if not path.startswith(ADMIN_PREFIX):  # /admin: the page's address ends with a slash
+        return 308, {"Location": ADMIN_PREFIX}, b""
+    relative = unquote(path[len(ADMIN_PREFIX) :]) or "index.html"
+    file = (root / relative).resolve()
+    if not file.is_relative_to(root.resolve()) or not file.is_file() or file.suffix not in STATIC_TYPES:
+        return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"Not Found"
+    # The page must never run an old copy of its script against a newer API.
+    return 200, {"Content-Type": STATIC_TYPES[file.suffix], "Cache-Control": "no-store"}, file.read_bytes()
+
+
 def function_name_of(identifier: str) -> str:
     """The function an invoke path names: a name, name:qualifier, or a (partial) function ARN."""
     if ":function:" in identifier:
@@ -353,10 +381,21 @@ class Gateway:
             }, True
 
 
-def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 3000, *, api: str = "http") -> ThreadingHTTPServer:
+def serve(
+    gateway: Gateway,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    api: str = "http",
+    admin_page: Path | None = None,
+) -> ThreadingHTTPServer:
     """``api`` "http" serves the admin API (as `sam local start-api`), "invoke" the Lambda invoke
-    API (as `sam local start-lambda`)."""
-    handle = {"http": gateway.handle_http, "invoke": gateway.handle_invoke}[api]
+    API (as `sam local start-lambda`). ``admin_page``: a folder served under /admin/ beside the API."""
+    api_handle = {"http": gateway.handle_http, "invoke": gateway.handle_invoke}[api]
+
+    def handle(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        page = static_answer(method, target, admin_page) if admin_page else None
+        return page or api_handle(method, target, headers, body)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

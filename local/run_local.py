@@ -186,17 +186,19 @@ def main() -> None:
         sam = SamRunner(image, dynamodb.port, master_key_b64, args.admin_ui_origins)
         sam.start(args.port, args.invoke_port)
     else:
-        from local_gateway import Gateway, serve
+        from local_gateway import ADMIN_PAGE, Gateway, serve
 
         configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64)
         gateway = Gateway(admin_ui_origins=args.admin_ui_origins)
-        serve(gateway, port=args.port, api="http")
+        serve(gateway, port=args.port, api="http", admin_page=ADMIN_PAGE)
         serve(gateway, port=args.invoke_port, api="invoke")
     print(
         f"Tenant KMS admin API on http://127.0.0.1:{args.port}, Lambda invoke API on "
         f"http://127.0.0.1:{args.invoke_port} (global wrap, DynamoDB Local at {dynamodb.endpoint}, in memory).",
         flush=True,
     )
+    if sam is None:
+        print(f"Admin page (Settings > Security > Tenant KMS): http://127.0.0.1:{args.port}/admin/", flush=True)
     print(
         "Pass claims with the dev-only header: X-Local-Claims: "
         '{"sub":"alice","tenant_id":"acme","scope":"tenant-kms/admin"}',

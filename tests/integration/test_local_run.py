@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 from lambda_image import docker_refusal
@@ -52,6 +53,9 @@ def test_readme_run_command_serves_the_curl_sequence(runner, tmp_path):
         put, unwrapped = run_readme_block("through the Lambda invoke path")
         assert put == {"name": "db-admin-password", "version": 2}
         assert unwrapped["version"] == 2 and len(unwrapped["key_b64"]) == 44
+        if expected == GATEWAY_RUNNER:  # the admin page beside the API
+            with urllib.request.urlopen("http://127.0.0.1:3000/admin/", timeout=60) as page:
+                assert b"Tenant KMS" in page.read()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
