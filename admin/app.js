@@ -301,7 +301,7 @@
     try {
       const view = await api("POST", "/kms/unseal");
       renderConfig(view);
-      show("unseal-result", "Unsealed.", "good");
+      show("notice", `Unsealed: version ${view.active_version} unwraps again.`, "good");
     } catch (error) {
       failure("unseal-result", error);
     }

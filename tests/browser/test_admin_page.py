@@ -1,73 +1,36 @@
 """The admin page (Settings > Security > Tenant KMS) in Debian's headless Chromium, against the
 in-process gateway on DynamoDB Local, as `make run` serves it: every state the page shows is
 checked in the page and in the tables, and photographed into artifacts/admin-page/.
-
-Playwright drives /usr/bin/chromium (make setup installs it from Debian's packages); it never
-downloads a browser of its own. One browser for the whole module keeps memory bounded.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import secrets
-import shutil
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
-from dynamodb_local import free_port
-from local_gateway import ADMIN_PAGE, Gateway, serve
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from support import ROOT, Function, read_record, snapshot_tables
+from admin_browser import admin_get, admin_page, chromium, invoke, local_gateway, photograph, versions_shown
+from playwright.sync_api import Browser, Page, expect
+from support import Function, read_record, snapshot_tables
 from testenv import TABLES
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "artifacts" / "admin-page"
-# A loaded machine starts Chromium and answers slowly: wait for states, never for a time.
-WAIT_MS = 60_000
-# Flags that keep Chromium off the network it has no business reaching (no updates, no sync).
-CHROMIUM_FLAGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def gateway(dynamodb_local) -> Iterator[dict[str, int]]:
-    """The admin API with the page beside it, and the invoke API: rewrap batches of 2 records,
-    so a job shows progress between units."""
+    """Rewrap batches of 2 records, so a job shows progress between units."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("REWRAP_BATCH_RECORDS", "2")
-        routes = Gateway()
-        servers = {
-            "http": serve(routes, port=free_port(), api="http", admin_page=ADMIN_PAGE),
-            "invoke": serve(routes, port=free_port(), api="invoke"),
-        }
-        yield {api: server.server_address[1] for api, server in servers.items()}
-        for server in servers.values():
-            server.shutdown()
-            server.server_close()
+        with local_gateway() as ports:
+            yield ports
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make setup` installs Debian's chromium"
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -77,28 +40,8 @@ def tenant_id() -> str:
 
 @pytest.fixture
 def page(browser, gateway, tenant_id) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.goto(f"http://127.0.0.1:{gateway['http']}/admin/?tenant={tenant_id}")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    yield page
-    context.close()
-
-
-def photograph(page: Page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def invoke(gateway: dict[str, int], function: str, payload: dict) -> dict:
-    """A direct invoke through the gateway's Lambda invoke API, as an internal service calls it."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{gateway['invoke']}/2015-03-31/functions/{function}/invocations",
-        data=json.dumps(payload).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        return json.load(answer)
+    with admin_page(browser, gateway, tenant_id) as page:
+        yield page
 
 
 def config_row(tenant_id: str) -> dict:
@@ -123,12 +66,6 @@ def record_versions(tenant_id: str) -> dict[str, int]:
     return {item["name"]["S"]: int(item["version"]["N"]) for item in items}
 
 
-def versions_shown(page: Page) -> list[tuple[str, str, str]]:
-    """(version, status, records) of each row of the versions table, newest first."""
-    rows = page.locator("#versions tbody tr")
-    return [tuple(rows.nth(i).locator("td").nth(c).inner_text() for c in (0, 1, 6)) for i in range(rows.count())]
-
-
 def configure_global(page: Page) -> None:
     page.get_by_label("Platform key").check()
     page.get_by_role("button", name="Save and verify").click()
@@ -140,7 +77,7 @@ def test_configure_rotate_and_rewrap_with_progress(page, gateway, tenant_id):
     # Given a tenant that has no key yet
     expect(page.locator("#status")).to_have_text("unconfigured")
     expect(page.locator("#provider")).to_have_text("not configured")
-    photograph(page, "01-unconfigured")
+    photograph(page, "global-01-unconfigured")
 
     # When the admin picks the platform key and saves
     configure_global(page)
@@ -152,7 +89,7 @@ def test_configure_rotate_and_rewrap_with_progress(page, gateway, tenant_id):
     row = config_row(tenant_id)
     assert (row["provider"]["S"], row["status"]["S"], row["active_version"]["N"]) == ("global", "active", "1")
     assert "last_verified_at" in row
-    photograph(page, "02-configured-global")
+    photograph(page, "global-02-configured")
 
     # Given five records an internal service wrote under version 1
     for i in range(5):
@@ -168,7 +105,7 @@ def test_configure_rotate_and_rewrap_with_progress(page, gateway, tenant_id):
     assert versions_shown(page) == [("2", "active", "0"), ("1", "retired", "5")]
     assert (version_row(tenant_id, 1)["status"]["S"], version_row(tenant_id, 2)["status"]["S"]) == ("retired", "active")
     expect(page.locator("#active-version")).to_have_text("2")
-    photograph(page, "03-rotated")
+    photograph(page, "global-03-rotated")
 
     # When the admin starts a rewrap, and its job's units run one batch of 2 at a time
     page.get_by_role("button", name="Start rewrap").click()
@@ -184,7 +121,7 @@ def test_configure_rotate_and_rewrap_with_progress(page, gateway, tenant_id):
     expect(page.locator("#rewrap-progress")).to_have_attribute("value", "2")
     expect(page.locator('#versions tr[data-version="1"] td').nth(6)).to_have_text("3")
     assert sorted(record_versions(tenant_id).values()) == [1, 1, 1, 2, 2]
-    photograph(page, "04-rewrap-progress")
+    photograph(page, "global-04-rewrap-progress")
 
     # And once the job finishes, every record is on version 2 and version 1 holds none
     while job["status"] == "running":
@@ -195,7 +132,18 @@ def test_configure_rotate_and_rewrap_with_progress(page, gateway, tenant_id):
     expect(page.locator("#rewrap-remaining")).to_have_text("0")
     expect(page.locator('#versions tr[data-version="1"] td').nth(6)).to_have_text("0")
     assert set(record_versions(tenant_id).values()) == {2}
-    photograph(page, "05-rewrap-done")
+    photograph(page, "global-05-rewrap-done")
+
+    # When the admin destroys version 1, which no record references any more, and confirms
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator('#versions tr[data-version="1"]').get_by_role("button", name="Destroy").click()
+
+    # Then its wrapped key is gone from the table and the page lists it as destroyed
+    expect(page.locator("#rotate-result")).to_have_text("Version 1 destroyed.")
+    expect(page.locator('#versions tr[data-version="1"]')).to_have_attribute("data-status", "destroyed")
+    destroyed = version_row(tenant_id, 1)
+    assert destroyed["status"]["S"] == "destroyed" and "wrapped_key" not in destroyed
+    photograph(page, "global-06-destroyed")
 
 
 def test_a_sealed_tenant_shows_why_and_unseals_once_its_key_unwraps(page, gateway, tenant_id):
@@ -223,7 +171,7 @@ def test_a_sealed_tenant_shows_why_and_unseals_once_its_key_unwraps(page, gatewa
     expect(page.locator("#status")).to_have_text("sealed")
     expect(page.locator("#sealed-reason")).to_have_text(row["sealed_reason"]["S"])
     assert row["sealed_reason"]["S"]
-    photograph(page, "06-sealed")
+    photograph(page, "sealed-01-banner")
 
     # When the admin unseals while the key is still refused
     before = snapshot_tables(TABLES)
@@ -233,22 +181,26 @@ def test_a_sealed_tenant_shows_why_and_unseals_once_its_key_unwraps(page, gatewa
     expect(page.locator("#unseal-result")).to_contain_text("verification_failed")
     expect(page.locator("#sealed-banner")).to_be_visible()
     assert snapshot_tables(TABLES) == before
-    photograph(page, "07-unseal-refused")
+    photograph(page, "sealed-02-unseal-refused")
 
     # When the key unwraps again and the admin unseals
     boto3.client("dynamodb").put_item(TableName=TABLES["KeyVersionTable"], Item=intact)
     page.get_by_role("button", name="Unseal").click()
 
     # Then the banner is gone and the tenant is active in the table
+    expect(page.locator("#notice")).to_have_text("Unsealed: version 2 unwraps again.")
     expect(page.locator("#status")).to_have_text("active")
     expect(page.locator("#sealed-banner")).to_be_hidden()
     assert config_row(tenant_id)["status"]["S"] == "active"
-    photograph(page, "08-unsealed")
+    photograph(page, "sealed-03-unsealed")
 
 
 def test_a_customer_key_shows_the_onboarding_values_and_a_refused_save_changes_nothing(page, gateway, tenant_id):
-    # Given a tenant on the platform key
+    # Given a tenant on the platform key, verified again on request
     configure_global(page)
+    page.get_by_role("button", name="Verify now").click()
+    expect(page.locator("#verify-result")).to_contain_text("Verified at")
+    assert "last_verify_error" not in config_row(tenant_id)
 
     # When the admin picks their own AWS KMS key
     page.get_by_label("Your AWS KMS key").check()
@@ -256,14 +208,9 @@ def test_a_customer_key_shows_the_onboarding_values_and_a_refused_save_changes_n
     # Then the page shows what their AWS account must trust: this tenant's issued external id
     external_id = page.locator('[data-onboarding="aws.external_id"]')
     expect(external_id).not_to_have_text("")
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{gateway['http']}/tenants/{tenant_id}/kms/onboarding",
-        headers={"X-Local-Claims": json.dumps({"sub": "a", "tenant_id": tenant_id, "scope": "tenant-kms/admin"})},
-    )
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        assert external_id.inner_text() == json.load(answer)["aws"]["external_id"]
+    assert external_id.inner_text() == admin_get(gateway, tenant_id, "/kms/onboarding")["aws"]["external_id"]
     expect(page.get_by_label("Key ARN or alias ARN")).to_be_visible()
-    photograph(page, "09-customer-aws-onboarding")
+    photograph(page, "picker-01-customer-aws-onboarding")
 
     # When the admin saves a key that is not a KMS key ARN
     page.get_by_label("Region").fill("eu-west-1")
@@ -276,4 +223,4 @@ def test_a_customer_key_shows_the_onboarding_values_and_a_refused_save_changes_n
     expect(page.locator("#save-result")).to_contain_text("Not saved. invalid_request:")
     expect(page.locator("#provider")).to_contain_text("global")
     assert snapshot_tables(TABLES) == before
-    photograph(page, "10-save-refused")
+    photograph(page, "picker-02-save-refused")
