@@ -283,3 +283,22 @@ def test_every_check_the_template_skips_says_why_on_the_resource_it_concerns():
         owner = next(line for line in reversed(lines[:n]) if re.match(r"^  \w+:$", line))
         assert owner.strip(":").strip() in TEMPLATE["Resources"], text
     assert not any("skip-check" in line or "soft-fail" in line for line in (ROOT / "Makefile").read_text().splitlines())
+
+
+def test_every_log_group_is_encrypted_under_the_log_key_which_only_cloudwatch_logs_uses():
+    """Catches a log group (audit events, access lines) left on CloudWatch's own key, or the
+    log key usable by anyone but the logs service for this stack's groups."""
+    resources = TEMPLATE["Resources"]
+    groups = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) == len(function_specs(TEMPLATE)) + 1  # the functions' and the admin API's
+    assert all(g["KmsKeyId"] == {"Fn::GetAtt": "LogKey.Arn"} for g in groups.values())
+    key = resources["LogKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    (use,) = [s for s in key["KeyPolicy"]["Statement"] if "kms:GenerateDataKey*" in s["Action"]]
+    assert use["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
+    allowed = use["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    patterns = [p["Fn::Sub"].removeprefix(prefix) for p in allowed]
+    for group in groups.values():
+        name = group["LogGroupName"]["Fn::Sub"]
+        assert any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), name) for p in patterns), name
