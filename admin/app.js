@@ -369,6 +369,7 @@
     } catch (error) {
       $("error").hidden = false;
       $("error").textContent = `${error.code}: ${error.message}`;
+      $("status").textContent = "unknown";
     }
   }
 

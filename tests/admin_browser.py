@@ -49,10 +49,10 @@ def chromium() -> Iterator[Browser]:
 
 
 @contextlib.contextmanager
-def local_gateway() -> Iterator[dict[str, int]]:
+def local_gateway(*, admin_ui_origins: str = "") -> Iterator[dict[str, int]]:
     """The admin API with the page under /admin/, and the Lambda invoke API: their ports. The
-    functions read the environment as it is now."""
-    routes = Gateway()
+    functions read the environment as it is now; ``admin_ui_origins`` as AdminUiOrigins."""
+    routes = Gateway(admin_ui_origins=admin_ui_origins)
     servers = {
         "http": serve(routes, port=free_port(), api="http", admin_page=ADMIN_PAGE),
         "invoke": serve(routes, port=free_port(), api="invoke"),
@@ -66,10 +66,14 @@ def local_gateway() -> Iterator[dict[str, int]]:
 
 
 @contextlib.contextmanager
-def admin_page(browser: Browser, ports: dict[str, int], tenant_id: str) -> Iterator[Page]:
-    """The page for ``tenant_id``, loaded, in a context of its own."""
+def admin_page(browser: Browser, ports: dict[str, int], tenant_id: str, *, config: str = "") -> Iterator[Page]:
+    """The page for ``tenant_id``, loaded, in a context of its own; ``config``: another
+    admin/config.js, as a deployment writes its own."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     try:
+        if config:
+            script = {"content_type": "text/javascript", "body": config}
+            context.route("**/admin/config.js", lambda route: route.fulfill(**script))
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         page.goto(f"http://127.0.0.1:{ports['http']}/admin/?tenant={tenant_id}")

@@ -6,6 +6,7 @@ checked in the page and in the tables, and photographed into artifacts/admin-pag
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -123,6 +124,11 @@ def test_configure_rotate_and_rewrap_with_progress(page, gateway, tenant_id):
     assert sorted(record_versions(tenant_id).values()) == [1, 1, 1, 2, 2]
     photograph(page, "global-04-rewrap-progress")
 
+    # And a reload follows the same job on
+    page.reload()
+    expect(page.locator("#rewrap-job-id")).to_have_text(job_id)
+    expect(page.locator("#rewrap-remaining")).to_have_text("3")
+
     # And once the job finishes, every record is on version 2 and version 1 holds none
     while job["status"] == "running":
         job = invoke(gateway, "RewrapFunction", {"tenant_id": tenant_id, "job_id": job_id})
@@ -224,3 +230,30 @@ def test_a_customer_key_shows_the_onboarding_values_and_a_refused_save_changes_n
     expect(page.locator("#provider")).to_contain_text("global")
     assert snapshot_tables(TABLES) == before
     photograph(page, "picker-02-save-refused")
+
+
+def test_a_deployment_signs_in_with_a_bearer_token_from_its_own_origin(browser, gateway, tenant_id):
+    # Given the page on one origin and the admin API on another that AdminUiOrigins names,
+    # with a config.js for a deployed API: its URL and the signed-in user's token
+    page_origin = f"http://127.0.0.1:{gateway['http']}"
+    with local_gateway(admin_ui_origins=page_origin) as api:
+        api_base = f"http://127.0.0.1:{api['http']}"
+        config = (
+            f"window.TENANT_KMS_ADMIN = {{apiBase: {json.dumps(api_base)}, tenantId: 'acme', pollMilliseconds: 1000,"
+            " auth: {mode: 'bearer', token: async () => 'token-of-the-signed-in-user'}};"
+        )
+        with admin_page(browser, gateway, tenant_id, config=config) as page:
+            sent = []
+            page.on("request", lambda request: sent.append(request) if request.url.startswith(api_base) else None)
+            page.get_by_role("button", name="Refresh").click()
+
+            # Then the page reads the API's answer across origins (CORS let it): no JWT authorizer
+            # runs locally, so the token gets the authorizer's 401, which the page shows
+            expect(page.locator("#error")).to_have_text("http_401: Unauthorized")
+            expect(page.locator("#status")).to_have_text("unknown")
+            photograph(page, "bearer-01-unauthorized")
+            # And it sent the bearer token, and no local claims
+            headers = sent[0].all_headers()
+            assert sent[0].url == f"{api_base}/tenants/{tenant_id}/kms"
+            assert headers["authorization"] == "Bearer token-of-the-signed-in-user"
+            assert "x-local-claims" not in headers
