@@ -1,6 +1,7 @@
 """Any request on any admin route (hostile body bytes, base64 flag, content types,
-Idempotency-Key, path segments, claims) is answered with a clear 4xx or a success: never a
-5xx, a hang or a traceback, and a refusal leaves every table byte-for-byte as it was, the
+Idempotency-Key, path segments, claims) is answered with a clear 4xx or a success, as
+docs/openapi.json documents the route: never a 5xx, a hang or a traceback, and a refusal
+leaves every table byte-for-byte as it was, the
 Idempotency-Key records included. Claims are read as the deployed API passes them
 (ADMIN_AUTHORIZER=jwt) and as sam local's Lambda authorizer does (ADMIN_AUTHORIZER=lambda).
 
@@ -19,7 +20,7 @@ import pytest
 import strategies
 from hypothesis import event, given
 from local_gateway import routes_from_template
-from support import FUNCTION_DIRS, Function, configured_global, http_sample, structured_logs
+from support import FUNCTION_DIRS, Function, assert_documented, configured_global, http_sample, structured_logs
 
 from tenant_kms.api import ADMIN_ROUTES
 
@@ -43,6 +44,8 @@ def answer_is_clear(watch, function: Function, request: dict) -> None:
     watch.logs_are_clean(logs.getvalue())
     status = response["statusCode"]
     body = json.loads(response["body"]) if response.get("body") else None
+    if all((request.get("pathParameters") or {}).values()):  # API Gateway routes no empty segment
+        assert_documented(request, response)
     # A well-formed BYOK config whose key cannot be reached is not bad input: it is the one
     # 5xx allowed, and it too must change nothing.
     assert 200 <= status < 500 or (status == 503 and body["error"]["code"] in RETRYABLE), response
