@@ -38,12 +38,12 @@ $(SAM_VENV)/.installed:
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-## run: admin API on http://127.0.0.1:3000, invoke API on :3001 (global wrap, DynamoDB Local in memory);
-## sam local in Lambda containers when Docker is usable, else the in-process gateway (RUNNER=sam|gateway chooses)
-RUNNER ?= auto
+## run: admin API on http://127.0.0.1:3000, invoke API on :3001 (global wrap, DynamoDB Local in memory),
+## served by the in-process gateway; RUNNER=sam runs the built functions in Lambda containers (sam local)
+RUNNER ?= gateway
 ADMIN_UI_ORIGINS ?=
 run: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed
-	PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py --runner $(RUNNER) --admin-ui-origins "$(ADMIN_UI_ORIGINS)"
+	@PYTHONPATH=shared:layers/providers:local $(PY) local/run_local.py --runner $(RUNNER) --admin-ui-origins "$(ADMIN_UI_ORIGINS)"
 
 ## test: lint, template checks (sam validate, checkov), Docker for sam local, then the whole suite (sam build and sam local included)
 test: setup lint validate checkov sam-local

@@ -3,10 +3,12 @@ random master key, DynamoDB Local in memory, the admin API on 127.0.0.1:3000 and
 invoke API (the direct-invoke functions) on 127.0.0.1:3001.
 
 Two runners, one behaviour:
-- sam: when Docker is usable, the `sam build` artifact in Lambda containers, through
-  `sam local start-api` and `sam local start-lambda` (local/sam_local.py);
-- gateway: otherwise, the in-process gateway (local/local_gateway.py) running the handlers
-  from the source tree.
+- gateway (the default): the in-process gateway (local/local_gateway.py) running the
+  handlers from the source tree, up in seconds;
+- sam (asked for with --runner sam): the `sam build` artifact in Lambda containers, through
+  `sam local start-api` and `sam local start-lambda` (local/sam_local.py); stopping removes
+  every container they started.
+The first line printed names the runner.
 Either way the claims come from the dev-only X-Local-Claims header. State lives only as long
 as this process. No cloud account.
 """
@@ -38,7 +40,7 @@ LOCAL_TABLES = {
     "JobTable": "tenant-kms-jobs",
     "SweepTable": "tenant-kms-sweeps",
 }
-RUNNERS = ("auto", "sam", "gateway")
+RUNNERS = ("gateway", "sam")
 
 
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
@@ -92,18 +94,6 @@ def configure_environment(endpoint: str, tables: dict[str, str], master_key_b64:
     os.environ.update(env)
 
 
-def choose_runner(requested: str) -> tuple[str, str]:
-    """The runner, and why it is that one."""
-    if requested == "gateway":
-        return "gateway", "asked for"
-    if requested == "sam":
-        return "sam", "asked for"
-    refusal = lambda_image.docker_refusal()
-    if refusal is None:
-        return "sam", "Docker is usable"
-    return "gateway", f"Docker is not usable: {refusal}"
-
-
 class SamRunner:
     """start-api and start-lambda from the `sam build` artifact, in Lambda containers."""
 
@@ -146,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=3000, help="admin API (default 3000)")
     parser.add_argument("--invoke-port", type=int, default=3001, help="Lambda invoke API (default 3001)")
-    parser.add_argument("--runner", choices=RUNNERS, default="auto")
+    parser.add_argument("--runner", choices=RUNNERS, default="gateway")
     parser.add_argument(
         "--admin-ui-origins",
         default=os.environ.get("ADMIN_UI_ORIGINS", ""),
@@ -154,19 +144,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    runner, why = choose_runner(args.runner)
+    runner = args.runner
+    if runner == "sam":
+        print("runner: sam local start-api and start-lambda, Lambda containers (RUNNER=sam)", flush=True)
+    else:
+        print("runner: the in-process gateway, no containers (RUNNER=sam runs Lambda containers)", flush=True)
     image = ""
     if runner == "sam":
         try:
             image = lambda_image.prepare(report=lambda line: print(line, flush=True))
         except lambda_image.LambdaImageError as error:
-            if args.runner == "sam":
-                sys.exit(f"runner sam: {error}")
-            runner, why = "gateway", f"Docker answers, but sam local cannot run here: {error}"
-    if runner == "sam":
-        print(f"runner: sam local start-api and start-lambda, Lambda containers ({why})", flush=True)
-    else:
-        print(f"runner: the in-process gateway, no containers ({why})", flush=True)
+            sys.exit(f"runner sam: {error}")
 
     master_key_b64 = os.environ.get("MASTER_KEY_B64") or base64.b64encode(secrets.token_bytes(32)).decode()
     dynamodb = DynamoDBLocal().start()

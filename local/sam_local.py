@@ -8,7 +8,9 @@ functions are told to read that context (ADMIN_AUTHORIZER=lambda). template.yaml
 deployment, keeps the JWT authorizer and ADMIN_AUTHORIZER=jwt.
 
 Containers reach DynamoDB Local on the host at host.docker.internal; the image comes from
-local/lambda_image.py and is never pulled.
+local/lambda_image.py and is never pulled. Every sam local command runs its containers on a
+Docker network of its own, so stopping it removes exactly those, even the ones sam itself
+left behind (killed, or interrupted while cleaning up).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -166,24 +169,70 @@ class SamLocal:
         )  # fmt: skip
 
     def invoke(self, function: str, event: Path, *, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [SAM, "local", "invoke", function, "--event", str(event), *self.options],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.environment,
-        )
+        network = create_network()
+        try:
+            return subprocess.run(
+                [SAM, "local", "invoke", function, "--event", str(event), *self.options, "--docker-network", network],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.environment,
+            )
+        finally:
+            remove_network(network)
 
     def start(self, command: str, port: int, output: IO[Any] | None = None) -> subprocess.Popen:
-        """`sam local start-api` or `start-lambda` on 127.0.0.1:port with warm containers."""
-        return subprocess.Popen(
-            [SAM, "local", command, "--port", str(port), "--warm-containers", "LAZY", *self.options],
-            cwd=ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT if output is not None else None,
-            env=self.environment,
-        )
+        """`sam local start-api` or `start-lambda` on 127.0.0.1:port with warm containers; end it
+        with stop()."""
+        network = create_network()
+        warm = ("--port", str(port), "--warm-containers", "LAZY")
+        try:
+            process = subprocess.Popen(
+                [SAM, "local", command, *warm, *self.options, "--docker-network", network],
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+                env=self.environment,
+            )
+        except BaseException:
+            remove_network(network)
+            raise
+        _networks[process.pid] = network
+        return process
+
+
+# The Docker network of each running `sam local start-*` process, by pid.
+_networks: dict[int, str] = {}
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def create_network() -> str:
+    name = f"tenant-kms-local-{uuid.uuid4().hex[:12]}"
+    created = _docker("network", "create", "--label", "tenant-kms.local=true", name)
+    if created.returncode != 0:
+        raise RuntimeError(f"docker network create {name}: {created.stderr.strip()}")
+    return name
+
+
+def network_of(process: subprocess.Popen) -> str:
+    return _networks[process.pid]
+
+
+def containers_on(network: str) -> list[str]:
+    """Every container attached to ``network``, running or not."""
+    return _docker("ps", "-aq", "--filter", f"network={network}").stdout.split()
+
+
+def remove_network(network: str) -> None:
+    """Remove the containers on ``network``, then the network."""
+    containers = containers_on(network)
+    if containers:
+        _docker("rm", "--force", *containers)
+    _docker("network", "rm", network)
 
 
 def wait_listening(port: int, process: subprocess.Popen, timeout: float) -> bool:
@@ -200,7 +249,8 @@ def wait_listening(port: int, process: subprocess.Popen, timeout: float) -> bool
 
 
 def stop(process: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM (SAM removes its warm containers), then SIGKILL if it lingers."""
+    """SIGTERM (SAM removes its warm containers), SIGKILL if it lingers, then whatever
+    containers are still on its network."""
     if process.poll() is None:
         process.terminate()
     try:
@@ -208,3 +258,7 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+    finally:
+        network = _networks.pop(process.pid, None)
+        if network is not None:
+            remove_network(network)

@@ -1,8 +1,8 @@
 """The README's run command serves the API, and its curl sequence works exactly as written.
 
-As written, the command picks its runner: sam local (the built artifact in Lambda containers)
-when Docker is usable, the in-process gateway otherwise. Both runners are run here: the
-command as written, and with RUNNER=gateway.
+As written, the command runs the in-process gateway (up in seconds), and its first line says
+so; RUNNER=sam (sam local, the built artifact in Lambda containers) serves the same sequence in
+tests/sam/test_sam_local.py, and stops as tests/sam/test_sam_local.py checks.
 """
 
 from __future__ import annotations
@@ -14,35 +14,28 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
-from lambda_image import docker_refusal
 from sam_local import wait_listening
 from support import ROOT, readme_block, run_readme_block
 
-SAM_RUNNER = "runner: sam local start-api and start-lambda"
 GATEWAY_RUNNER = "runner: the in-process gateway"
 
 
-@pytest.mark.parametrize("runner", [None, "gateway"], ids=["as-written", "gateway"])
-def test_readme_run_command_serves_the_curl_sequence(runner, tmp_path):
+def test_readme_run_command_serves_the_curl_sequence(tmp_path):
     for port in (3000, 3001):
         assert not port_open(port), f"port {port} is taken: stop what runs there first"
     quick_start = readme_block("## Quick start")
     run_command = next(line.split("#")[0].strip() for line in quick_start.splitlines() if "run" in line)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "MASTER_KEY"))}
     env.pop("RUNNER", None)
-    if runner:
-        env["RUNNER"] = runner
-    expected = SAM_RUNNER if runner is None and docker_refusal() is None else GATEWAY_RUNNER
     log = tmp_path / "run.log"
     with log.open("w") as out:
         server = subprocess.Popen(
             run_command, shell=True, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        for port in (3000, 3001):  # a start-up bound (sam build, the image on a first run), not a speed check
+        for port in (3000, 3001):  # a start-up bound, not a speed check
             assert wait_listening(port, server, timeout=600), log.read_text()[-4000:]
-        assert expected in log.read_text(), log.read_text()[-4000:]
+        assert log.read_text().startswith(GATEWAY_RUNNER), log.read_text()[-4000:]  # the first line
 
         configured, shown, provisioned, listed = run_readme_block("### Try it")
         assert configured["provider"] == "global" and configured["active_version"] == 1
@@ -53,13 +46,13 @@ def test_readme_run_command_serves_the_curl_sequence(runner, tmp_path):
         put, unwrapped = run_readme_block("through the Lambda invoke path")
         assert put == {"name": "db-admin-password", "version": 2}
         assert unwrapped["version"] == 2 and len(unwrapped["key_b64"]) == 44
-        if expected == GATEWAY_RUNNER:  # the admin page beside the API
-            with urllib.request.urlopen("http://127.0.0.1:3000/admin/", timeout=60) as page:
-                assert b"Tenant KMS" in page.read()
+        # the admin page beside the API
+        with urllib.request.urlopen("http://127.0.0.1:3000/admin/", timeout=60) as page:
+            assert b"Tenant KMS" in page.read()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(120)  # sam local removes its warm containers first
+            server.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             raise AssertionError("the local runner did not stop on SIGTERM") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +34,15 @@ from dynamodb_local import DynamoDBLocal, free_port
 from local_queues import QUEUE_SETTINGS, create_queues, lambda_event
 from local_tables import create_tables
 from moto.core.authorization import enable_iam_authentication
-from sam_local import SamLocal, stop, wait_listening, write_env_vars, write_local_template
+from sam_local import (
+    SamLocal,
+    containers_on,
+    network_of,
+    stop,
+    wait_listening,
+    write_env_vars,
+    write_local_template,
+)
 from support import (
     EVENTS,
     assert_no_key_material,
@@ -543,3 +552,28 @@ def test_deployed_template_under_start_api_trusts_no_local_claims(stack):
     }
     assert refused == [(401, unauthorized)] * 2
     assert all(items == [] for items in stack.snapshot().values())
+
+
+def test_stopping_removes_every_container_it_started_even_when_sam_could_not(stack):
+    """`make run RUNNER=sam` and these tests stop sam local through stop(): it removes the
+    containers sam left behind, here after sam was killed before it could remove any."""
+    port = free_port()
+    log = server_log(stack.deployed, "start-lambda", port)
+    with log.open("w") as out:
+        server = stack.deployed.start("start-lambda", port, out)
+    network = network_of(server)
+    try:
+        assert wait_listening(port, server, timeout=120), log.read_text()[-4000:]  # a start-up bound
+        # The first invoke starts the function's warm container: the public one, which reads no table.
+        preflight = json.dumps({"requestContext": {"http": {"method": "OPTIONS"}}}).encode()
+        url = INVOKE.format(f"http://127.0.0.1:{port}", "FederationFunction")
+        with urllib.request.urlopen(urllib.request.Request(url, preflight, method="POST"), timeout=300) as answer:
+            assert json.loads(answer.read())["statusCode"] == 204
+        assert containers_on(network)
+        server.kill()  # sam gets no chance to remove its container
+        server.wait(30)
+        assert containers_on(network), "sam removed its container after all: this test proves nothing"
+    finally:
+        stop(server)
+    assert containers_on(network) == []
+    assert subprocess.run(["docker", "network", "inspect", network], capture_output=True).returncode != 0
