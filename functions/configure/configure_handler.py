@@ -23,6 +23,7 @@ app = admin_resolver()
 
 @app.put(
     "/tenants/<tenant_id>/kms",
+    operation_id="configure",
     **answers(
         200,
         "ConfigView",
@@ -40,13 +41,18 @@ def configure(request: ConfigureRequest):
     )
 
 
-@app.get("/tenants/<tenant_id>/kms", **answers(200, "ConfigView", 503, description="The config and status"))
+@app.get(
+    "/tenants/<tenant_id>/kms",
+    operation_id="config",
+    **answers(200, "ConfigView", 503, description="The config and status"),
+)
 def show():
     return json_response(200, service.config_view(routed_tenant(app)))
 
 
 @app.get(
     "/tenants/<tenant_id>/kms/onboarding",
+    operation_id="onboarding",
     **answers(200, "Onboarding", 503, description="What the customer's cloud must trust for this tenant"),
 )
 def onboarding_answer():

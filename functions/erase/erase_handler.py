@@ -22,6 +22,7 @@ app = admin_resolver()
 
 @app.delete(
     "/tenants/<tenant_id>",
+    operation_id="erase",
     **answers(204, None, 404, 409, 503, description="The tenant's keys are erased; its records are purged by a job"),
 )
 def erase():

@@ -39,6 +39,7 @@ def _document(build) -> Response:
 
 @app.get(
     "/.well-known/openid-configuration",
+    operation_id="openid_configuration",
     **public("OpenIdConfiguration", 404, 503, description="The OIDC discovery document of this deployment's issuer"),
 )
 def discovery():
@@ -47,6 +48,7 @@ def discovery():
 
 @app.get(
     "/.well-known/jwks.json",
+    operation_id="jwks",
     **public("Jwks", 404, 503, description="The public keys its client assertions are signed with"),
 )
 def jwks():

@@ -30,6 +30,7 @@ app = admin_resolver()
 
 @app.post(
     "/tenants/<tenant_id>/keys",
+    operation_id="provision",
     **answers(
         201,
         "Provisioned",
@@ -55,13 +56,18 @@ def provision():
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@app.get("/tenants/<tenant_id>/keys", **answers(200, "VersionList", 503, description="Every version"))
+@app.get(
+    "/tenants/<tenant_id>/keys",
+    operation_id="versions",
+    **answers(200, "VersionList", 503, description="Every version"),
+)
 def list_versions():
     return json_response(200, {"versions": service.list_versions(routed_tenant(app))})
 
 
 @app.delete(
     "/tenants/<tenant_id>/keys/<version>",
+    operation_id="destroy_version",
     **answers(204, None, 404, 409, 503, description="The version's wrapped key is deleted (cryptographic erasure)"),
 )
 def destroy(version: str):

@@ -43,6 +43,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @app.post(
     "/tenants/<tenant_id>/rewrap",
+    operation_id="start_rewrap",
     **answers(
         202,
         "RewrapJob",
@@ -64,6 +65,7 @@ def start():
 
 @app.get(
     "/tenants/<tenant_id>/rewrap/<job_id>",
+    operation_id="rewrap_job",
     **answers(200, "RewrapJob", 404, 503, description="The job's progress"),
 )
 def show(job_id: str):

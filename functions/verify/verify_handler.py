@@ -34,6 +34,7 @@ app = admin_resolver()
 
 @app.post(
     "/tenants/<tenant_id>/kms/verify",
+    operation_id="verify",
     **answers(200, "VerifyResult", 404, 409, 503, description="The probe's outcome, recorded on the config"),
 )
 def verify():
@@ -42,6 +43,7 @@ def verify():
 
 @app.post(
     "/tenants/<tenant_id>/kms/unseal",
+    operation_id="unseal",
     **answers(200, "ConfigView", 404, 409, 422, 503, description="The active version unwrapped: the seal is lifted"),
 )
 def unseal():

@@ -1,6 +1,6 @@
 """tenant_kms_client stands alone: importing it loads nothing of the service nor its
 dependencies, and not even boto3 until a direct invoke client is built without one; and it
-knows every error code the API documents."""
+knows every error code and admin operation the API documents."""
 
 from __future__ import annotations
 
@@ -37,3 +37,17 @@ def test_every_error_code_the_api_documents_has_its_class_in_the_client():
         for code in codes:
             assert code in BY_CODE, code
             assert (BY_CODE[code].code, BY_CODE[code].status) == (code, status)
+
+
+def test_the_admin_client_has_a_method_for_each_documented_admin_operation():
+    from tenant_kms_client import AdminClient
+
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    operations = {
+        operation["operationId"]
+        for path, item in document["paths"].items()
+        if path.startswith("/tenants/")
+        for method, operation in item.items()
+        if method != "parameters"
+    }
+    assert operations == {name for name in vars(AdminClient) if not name.startswith("_")}
