@@ -240,6 +240,8 @@
     list.replaceChildren();
     try {
       const answer = await api("GET", "/kms/onboarding");
+      if (chosen()?.onboarding !== cloud) return; // another provider was picked meanwhile
+      list.replaceChildren();
       for (const [name, label] of Object.entries(ONBOARDING_LABELS[cloud])) {
         const term = document.createElement("dt");
         term.textContent = label;

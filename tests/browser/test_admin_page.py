@@ -218,6 +218,20 @@ def test_a_customer_key_shows_the_onboarding_values_and_a_refused_save_changes_n
     expect(page.get_by_label("Key ARN or alias ARN")).to_be_visible()
     photograph(page, "picker-01-customer-aws-onboarding")
 
+    # And for an Azure or Google key, what their federation must name; what this deployment
+    # cannot answer (no key-wrapping role here, so no GCP principal) is said, not left blank
+    onboarding = admin_get(gateway, tenant_id, "/kms/onboarding")
+    page.get_by_label("Your Azure Key Vault key").check()
+    for name in ("subject", "audience"):
+        expect(page.locator(f'[data-onboarding="azure.{name}"]')).to_have_text(onboarding["azure"][name])
+    expect(page.get_by_label("Entra tenant id")).to_be_visible()
+    page.get_by_label("Your Google Cloud KMS key").check()
+    assert onboarding["gcp"]["principal"] is None
+    expect(page.locator('[data-onboarding="gcp.principal"]')).to_have_text("not available in this deployment")
+    expect(page.get_by_label("Workload identity provider")).to_be_visible()
+    photograph(page, "picker-02-customer-gcp-onboarding")
+    page.get_by_label("Your AWS KMS key").check()
+
     # When the admin saves a key that is not a KMS key ARN
     page.get_by_label("Region").fill("eu-west-1")
     page.get_by_label("Key ARN or alias ARN").fill(f"not-an-arn-{secrets.token_hex(4)}")
@@ -229,7 +243,7 @@ def test_a_customer_key_shows_the_onboarding_values_and_a_refused_save_changes_n
     expect(page.locator("#save-result")).to_contain_text("Not saved. invalid_request:")
     expect(page.locator("#provider")).to_contain_text("global")
     assert snapshot_tables(TABLES) == before
-    photograph(page, "picker-02-save-refused")
+    photograph(page, "picker-03-save-refused")
 
 
 def test_a_deployment_signs_in_with_a_bearer_token_from_its_own_origin(browser, gateway, tenant_id):
