@@ -66,7 +66,7 @@
     }
   }
 
-  async function api(method, path, { body, headers } = {}) {
+  async function api(method, path, { body, headers, steppedUp } = {}) {
     const sent = { ...(await TenantKmsAuth.headers(settings.auth, tenantId)), ...(headers || {}) };
     if (body !== undefined) sent["Content-Type"] = "application/json";
     const response = await fetch(base + path, {
@@ -84,6 +84,14 @@
     if (!response.ok) {
       // The API's {"error": {code, message}}, or a gateway's own {"message"}.
       const error = (data && data.error) || {};
+      if (error.code === "step_up_required" && !steppedUp) {
+        // The route wants a login of the last max_age seconds (RFC 9470): sign in again, once.
+        const maxAge = Number((/max_age=(\d+)/.exec(response.headers.get("WWW-Authenticate") || "") || [])[1]);
+        if (await TenantKmsAuth.stepUp(settings.auth, maxAge)) {
+          show("notice", `Signed in again: this change needs a login of the last ${maxAge} s.`);
+          return api(method, path, { body, headers, steppedUp: true });
+        }
+      }
       throw new ApiError(response.status, error.code || `http_${response.status}`, error.message || (data && data.message) || response.statusText);
     }
     return data;

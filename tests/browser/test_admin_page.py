@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -271,3 +272,33 @@ def test_a_deployment_signs_in_with_a_bearer_token_from_its_own_origin(browser, 
             assert sent[0].url == f"{api_base}/tenants/{tenant_id}/kms"
             assert headers["authorization"] == "Bearer token-of-the-signed-in-user"
             assert "x-local-claims" not in headers
+
+
+def test_a_change_that_needs_a_fresh_login_signs_in_again_and_is_sent_once_more(browser, gateway, tenant_id):
+    # Given an admin who signed in an hour ago (local claims with that auth_time)
+    signed_in_at = int(time.time()) - 3600
+    config = (
+        "window.TENANT_KMS_ADMIN = {apiBase: '', tenantId: 'acme', pollMilliseconds: 1000, auth: {mode: 'local-claims',"
+        f" signedInAt: {signed_in_at}, claims: {{sub: 'admin@acme.example', scope: 'tenant-kms/admin'}}}}}};"
+    )
+    with admin_page(browser, gateway, tenant_id, config=config) as page:
+        answers = []
+        page.on("response", lambda response: answers.append(response) if response.request.method == "PUT" else None)
+
+        # When they save a key: the API asks for a login of the last 300 s
+        page.get_by_label("Platform key").check()
+        page.get_by_role("button", name="Save and verify").click()
+
+        # Then the page signs in again, sends the change once more, and it is saved
+        expect(page.locator("#save-result")).to_contain_text("Saved. Verified at")
+        expect(page.locator("#notice")).to_have_text("Signed in again: this change needs a login of the last 300 s.")
+        refused, saved = answers
+        assert (refused.status, refused.header_value("www-authenticate")) == (
+            401,
+            'Bearer error="insufficient_user_authentication", max_age=300',
+        )
+        assert refused.json()["error"]["code"] == "step_up_required"
+        sent = [json.loads(answer.request.header_value("x-local-claims"))["auth_time"] for answer in answers]
+        assert sent[0] == signed_in_at and sent[1] > signed_in_at + 3000
+        assert saved.status == 200 and config_row(tenant_id)["provider"]["S"] == "global"
+        photograph(page, "step-up-01-signed-in-again")
