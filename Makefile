@@ -119,4 +119,4 @@ mutate: $(MUTATE_VENV)/.installed .local/dynamodb-local/.installed
 	$(MUTATE_VENV)/bin/python local/mutate.py
 
 clean:
-	rm -rf .aws-sam .pytest_cache .ruff_cache .mutate
+	rm -rf .aws-sam .pytest_cache .ruff_cache .mutate artifacts
