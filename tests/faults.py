@@ -161,7 +161,8 @@ class DynamoDBFaultProxy(FaultProxy):
     TransactionConflict: another transaction is writing it, contention and not a verdict);
     ``partial`` (BatchWriteItem applies the first half of each table's requests and answers
     the rest as UnprocessedItems; ProvisionedThroughputExceeded when that half is empty, as
-    DynamoDB does when it can process none).
+    DynamoDB does when it can process none; BatchGetItem reads the first table's keys and
+    answers the other tables' as UnprocessedKeys, the same way).
     ``writes_allowed``: that many write requests reach DynamoDB Local, every later one is
     throttled, like an instance that stops at that point.
     """
@@ -223,6 +224,8 @@ class DynamoDBFaultProxy(FaultProxy):
             )
         elif fault == "partial" and action == "BatchWriteItem":
             self._partial_batch(handler, json.loads(body))
+        elif fault == "partial" and action == "BatchGetItem":
+            self._partial_read(handler, json.loads(body))
         else:
             status, _ = handler._forward(body)
             if action in DYNAMODB_WRITES and status == 200:
@@ -241,6 +244,19 @@ class DynamoDBFaultProxy(FaultProxy):
             answer["UnprocessedItems"] = left
             with self._lock:
                 self.writes += 1
+        handler._answer(status, answer)
+
+    @staticmethod
+    def _partial_read(handler, request: dict) -> None:
+        first, *rest = request["RequestItems"]
+        if not rest:
+            handler._answer(400, DYNAMODB_ERRORS["throughput"])
+            return
+        read = {first: request["RequestItems"][first]}
+        status, _, data = handler._upstream(json.dumps({**request, "RequestItems": read}).encode())
+        answer = json.loads(data)
+        if status == 200:
+            answer["UnprocessedKeys"] = {table: request["RequestItems"][table] for table in rest}
         handler._answer(status, answer)
 
 

@@ -85,12 +85,15 @@ class TenantRecords:
         with self.kms.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
             attempts = rotations = 0
             full: set[int] = set()  # usage rows of the active version found spent
+            named = True  # the config row's name of the active version is trusted until a usage row refuses it
             while attempts < WRITE_ATTEMPTS and rotations < WRITE_ROTATIONS:
-                config = self.kms.unsealed(self.kms.require_config(tenant_id))
-                row = self._with_usage_rows(self.kms.version_row(tenant_id, config.active_version))
+                config, (existing,) = self.kms.read_with_config(tenant_id, TenantRecord(tenant_id, name))
+                active = config.active_version
+                row = self._with_usage_rows(
+                    self.kms.active_row(config) if named else self.kms.version_row(tenant_id, active)
+                )
                 entry.update(version=row.version, provider=row.provider)
                 session = self.kms.open_key(config, row)
-                existing = _get_record(tenant_id, name)
                 ciphertext = seal_record(session.record_key, tenant_id, name, row.version, value)
                 usage_row = usage.pick(self.kms.settings.key_usage_budget, row, full)
                 refused = (
@@ -99,6 +102,7 @@ class TenantRecords:
                 if refused is None:
                     return {"name": name, "version": row.version}
                 if refused == _USAGE:
+                    named = False
                     if self._rotate_if_spent(config, row, actor=actor):
                         rotations += 1  # not contention: the version's budget of writes landed
                         full = set()
@@ -225,11 +229,15 @@ class TenantRecords:
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.kms.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            config = self.kms.unsealed(self.kms.require_config(tenant_id))
-            record = _get_record(tenant_id, name)
+            config, (record,) = self.kms.read_with_config(tenant_id, TenantRecord(tenant_id, name))
             if record is None:
                 raise NotFound(f'tenant {tenant_id} has no record "{name}"')
-            row = self.kms.version_row(tenant_id, record.version)
+            # A record on the active version needs no read of it (the config row names it).
+            row = (
+                self.kms.active_row(config)
+                if record.version == config.active_version
+                else self.kms.version_row(tenant_id, record.version)
+            )
             entry.update(version=row.version, provider=row.provider)
             session = self.kms.open_key(config, row)
             value = open_record(session.record_key, tenant_id, name, record.version, record.ciphertext)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from kms_wrapping import (
@@ -42,7 +43,7 @@ from tenant_kms.errors import (
 )
 from tenant_kms.identity import with_issued_external_id
 from tenant_kms.keyring import Clock, SessionCache, SessionKey
-from tenant_kms.models import KeyVersion, TenantConfig, bind_tables
+from tenant_kms.models import ActiveKey, KeyVersion, TenantConfig, bind_tables, read_rows
 from tenant_kms.observability import Audit, count, milliseconds
 from tenant_kms.providers import build_registry, session_ttl
 from tenant_kms.settings import Settings
@@ -85,21 +86,49 @@ class TenantKms:
             return None
 
     def require_config(self, tenant_id: str) -> TenantConfig:
-        config = self._config(tenant_id)
-        if config is None:
-            raise NotFound(f"tenant {tenant_id} has no master key")
-        if config.status == ERASING:
-            raise Conflict(erasing_message(tenant_id))
-        return config
+        return _existing(tenant_id, self._config(tenant_id))
 
     def version_row(self, tenant_id: str, version: int) -> KeyVersion:
         try:
             row = KeyVersion.get(tenant_id, version, consistent_read=True)
         except DoesNotExist:
-            raise NotFound(f"tenant {tenant_id} has no key version {version}") from None
-        if row.status == DESTROYED:
-            raise NotFound(f"key version {version} of tenant {tenant_id} was destroyed")
-        return row
+            row = None
+        return _usable(tenant_id, version, row)
+
+    def active_row(self, config: TenantConfig) -> KeyVersion:
+        """The active version, as the config row names it when it does (no read: the row was
+        read consistently, and only the transaction that writes that name moves the active
+        version), else as its own row holds it. A row from the config holds no wrapped key:
+        open_key reads the version row on a cache miss."""
+        named = config.active_key
+        if named is None or named.version != config.active_version:
+            return self.version_row(config.tenant_id, config.active_version)
+        return KeyVersion(
+            config.tenant_id,
+            named.version,
+            status=ACTIVE,
+            provider=named.provider,
+            key_uid=named.key_uid,
+            usage_rows=named.usage_rows,
+            records=0,
+            encryptions=0,
+        )
+
+    def config_and_version(self, tenant_id: str, version: int | None) -> tuple[TenantConfig, KeyVersion]:
+        """The unsealed config and a version of it (None: the active one), in one round trip
+        when the config row names the active version; else with the version row in the same
+        batch read."""
+        if version is None:
+            config = self.unsealed(self.require_config(tenant_id))
+            return config, self.active_row(config)
+        config, (row,) = self.read_with_config(tenant_id, KeyVersion(tenant_id, version))
+        return config, _usable(tenant_id, version, row)
+
+    def read_with_config(self, tenant_id: str, *rows: Model) -> tuple[TenantConfig, list[Model | None]]:
+        """The tenant's config, if its keys may be used, and ``rows`` (by their keys) as stored
+        now, all in one consistent batch read."""
+        config, *found = read_rows(self.connection, TenantConfig(tenant_id), *rows)
+        return self.unsealed(_existing(tenant_id, config)), found
 
     def config_view(self, tenant_id: str) -> dict[str, Any]:
         config = self._config(tenant_id)
@@ -259,6 +288,7 @@ class TenantKms:
             raise ProviderUnavailable(f"{provider} did not answer: {exc}") from None
         now = iso(self.clock())
         key_uid = uuid.uuid4().hex
+        active_key = ActiveKey(version=version, key_uid=key_uid, provider=provider, usage_rows=usage.USAGE_ROWS)
         row = KeyVersion(
             tenant_id,
             version,
@@ -287,6 +317,7 @@ class TenantKms:
                             created_at=now,
                             updated_at=now,
                             last_verified_at=now if verified else None,
+                            active_key=active_key,
                         ),
                         condition=TenantConfig.tenant_id.does_not_exist(),
                     )
@@ -295,6 +326,7 @@ class TenantKms:
                         TenantConfig.provider.set(provider),
                         TenantConfig.config.set(config),
                         TenantConfig.active_version.set(version),
+                        TenantConfig.active_key.set(active_key),
                         TenantConfig.revision.add(1),
                         TenantConfig.updated_at.set(now),
                     ]
@@ -427,6 +459,9 @@ class TenantKms:
             count("SessionCacheHits")
             return cached
         count("SessionCacheMisses")
+        if row.wrapped_key is None:  # named by the config row: the wrapped key is on the version's own
+            row = self.version_row(row.tenant_id, row.version)
+            key = (row.tenant_id, row.version, row.key_uid)
         try:
             tmk = self.unwrap_row(row)
         except KeyAccessRefused as exc:
@@ -473,8 +508,7 @@ class TenantKms:
 
     def unwrap(self, tenant_id: str, version: int | None, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("unwrap", actor=actor, tenant_id=tenant_id, version=version) as entry:
-            config = self.unsealed(self.require_config(tenant_id))
-            row = self.version_row(tenant_id, version or config.active_version)
+            config, row = self.config_and_version(tenant_id, version)
             entry.update(version=row.version, provider=row.provider)
             session = self.open_key(config, row)
         now = self.clock()
@@ -486,6 +520,22 @@ class TenantKms:
             "ttl_seconds": max(0, int(session.expires_at - now)),
             "provider": row.provider,
         }
+
+
+def _existing(tenant_id: str, config: TenantConfig | None) -> TenantConfig:
+    if config is None:
+        raise NotFound(f"tenant {tenant_id} has no master key")
+    if config.status == ERASING:
+        raise Conflict(erasing_message(tenant_id))
+    return config
+
+
+def _usable(tenant_id: str, version: int, row: KeyVersion | None) -> KeyVersion:
+    if row is None:
+        raise NotFound(f"tenant {tenant_id} has no key version {version}")
+    if row.status == DESTROYED:
+        raise NotFound(f"key version {version} of tenant {tenant_id} was destroyed")
+    return row
 
 
 def b64(data: bytes) -> str:

@@ -2,7 +2,7 @@
 back off before trying again, and the ``Unavailable`` error once they persist.
 
 Every call the models and transactions make goes through ``StorageConnection.dispatch``,
-so reads, conditional writes, transactions and batch writes all retry the same way, and a
+so reads, conditional writes, transactions and batch reads and writes all retry the same way, and a
 refusal the service must act on (a failed condition) is passed on untouched. botocore's
 own retries are off for DynamoDB: one policy, with an injectable sleep, and attempts that
 add up to what the caller waited for, not attempts times attempts.
@@ -42,7 +42,7 @@ TRANSIENT_CODES = frozenset(
 # the data. ConditionalCheckFailed is a real conflict; ValidationError and
 # ItemCollectionSizeLimitExceeded are refusals.
 TRANSIENT_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"})
-BATCH_WRITE = "BatchWriteItem"
+BATCH_WRITE, BATCH_GET = "BatchWriteItem", "BatchGetItem"
 RETRY_AFTER_SECONDS = 1
 
 
@@ -99,6 +99,7 @@ class StorageConnection(Connection):
 
     def dispatch(self, operation_name: str, operation_kwargs: dict) -> dict:
         fault = "no answer"
+        found: dict[str, list] = {}  # what a batch read's earlier attempts returned
         for attempt in range(1, self.backoff.attempts + 1):
             if attempt > 1:
                 pause = self.backoff.delay(attempt - 1)
@@ -115,11 +116,18 @@ class StorageConnection(Connection):
                 if fault is None:
                     raise
                 continue
-            unprocessed = (data or {}).get("UnprocessedItems") if operation_name == BATCH_WRITE else None
+            if operation_name == BATCH_GET:
+                for table, items in (data.get("Responses") or {}).items():
+                    found.setdefault(table, []).extend(items)
+                data = {**data, "Responses": found}
+                unprocessed = data.get("UnprocessedKeys")
+            else:
+                unprocessed = (data or {}).get("UnprocessedItems") if operation_name == BATCH_WRITE else None
             if not unprocessed:
                 return data
-            # The items DynamoDB did write stay written; only the rest is sent again.
-            fault = f"{sum(len(items) for items in unprocessed.values())} unprocessed items"
+            # The items DynamoDB did write (or read) are kept; only the rest is sent again.
+            left = (items["Keys"] if operation_name == BATCH_GET else items for items in unprocessed.values())
+            fault = f"{sum(len(items) for items in left)} unprocessed items"
             operation_kwargs = {**operation_kwargs, "RequestItems": unprocessed}
         raise self._unavailable(operation_name, f"{fault} after {self.backoff.attempts} attempts")
 

@@ -114,14 +114,24 @@ def test_direct_invoke_names_the_wait_in_its_error(fns, faults, tenant_id):
 def test_throttling_that_clears_within_the_retries_is_invisible(fns, faults, tenant_id):
     given_tenant(fns, tenant_id, records=1)
     faults.calls.clear()
-    faults.fail("GetItem", "throughput", times=2)
+    faults.fail("BatchGetItem", "throughput", times=2)
     faults.fail("TransactWriteItems", "cancel_throttled", times=2)
 
     answer = fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r0", value_b64=b64(b"new")))
     assert answer == {"name": "r0", "version": 1}
-    assert faults.calls["TransactWriteItems"] == 3
-    assert len(fns.delays) == 4  # two for the reads, two for the transaction
+    assert faults.calls["BatchGetItem"] == 3 and faults.calls["TransactWriteItems"] == 3
+    assert len(fns.delays) == 4  # two for the read, two for the transaction
     assert fns.tenant_data(invoke_sample("tenant_data_get", tenant_id, name="r0"))["value_b64"] == b64(b"new")
+
+
+def test_a_batch_read_left_partly_unprocessed_reads_the_rest(fns, faults, tenant_id):
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("BatchGetItem", "partial", times=1)
+
+    answer = fns.tenant_data(invoke_sample("tenant_data_get", tenant_id, name="r0"))
+    assert answer == {"name": "r0", "value_b64": b64(b"v0"), "version": 1}
+    assert faults.calls["BatchGetItem"] == 2 and len(fns.delays) == 1
 
 
 @pytest.mark.parametrize(
