@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenant_kms.keyring import SessionKey
-from tenant_kms.sealing import RecordIntegrityError, open_record, record_aad, seal_record
+from tenant_kms.sealing import RecordIntegrityError, RecordKey, open_record, record_aad, seal_record
 
 TMK = secrets.token_bytes(32)
 
@@ -36,6 +36,27 @@ def test_moved_or_wrong_key_fails(tenant, name, version, key):
     blob = seal_record(TMK, "acme", "db-password", 2, b"hunter2")
     with pytest.raises(RecordIntegrityError, match="failed authentication"):
         open_record(key, tenant, name, version, blob)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "name", "version"),
+    [("other", "db-password", 2), ("acme", "other", 2), ("acme", "db-password", 3)],
+    ids=["other-tenant", "other-name", "other-version"],
+)
+def test_a_record_moved_fails_under_the_key_object_that_sealed_it(tenant, name, version):
+    """Catches the AAD tail a key object keeps being reused for another tenant or version."""
+    key = RecordKey(TMK)
+    blob = seal_record(key, "acme", "db-password", 2, b"hunter2")
+    with pytest.raises(RecordIntegrityError, match="failed authentication"):
+        open_record(key, tenant, name, version, blob)
+    assert open_record(key, "acme", "db-password", 2, blob) == b"hunter2"
+
+
+@given(bindings=st.lists(st.tuples(st.text(), st.text(), st.integers(min_value=0, max_value=2**63)), min_size=1))
+def test_a_key_object_binds_what_record_aad_binds_whatever_it_bound_before(bindings):
+    key = RecordKey(TMK)
+    for tenant, name, version in bindings:
+        assert key.aad(tenant, name, version) == record_aad(tenant, name, version)
 
 
 def test_tampered_or_truncated_fails():
