@@ -11,7 +11,7 @@ CHECKOV_VENV := .tools-checkov
 export SAM_CLI_TELEMETRY := 0
 export AWS_REGION ?= us-east-1
 
-.PHONY: setup browser run test lint format build validate checkov openapi openapi-check sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache mutate clean
+.PHONY: setup browser run test lint format build validate checkov openapi openapi-check sam-local bench bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache bench-hot-path mutate clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed .local/dynamodb-local/.installed browser
 
@@ -86,7 +86,7 @@ build: $(SAM_VENV)/.installed $(VENV)/.installed
 	$(PY) local/build_bundle.py .aws-sam/build
 
 ## bench: every benchmark below
-bench: bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache
+bench: bench-cold-start bench-rewrap bench-hot-tenant bench-seal-open bench-session-cache bench-hot-path
 
 ## bench-cold-start: cold start per function (ratio to `import boto3`) and artifact size, from the build
 bench-cold-start: setup build
@@ -103,6 +103,10 @@ bench-hot-tenant: $(VENV)/.installed .local/dynamodb-local/.installed
 ## bench-seal-open: seal+open of 1 KB against raw AES-GCM and the AWS Encryption SDK (ratios)
 bench-seal-open: $(VENV)/.installed
 	$(PY) bench/seal_open.py --size 1024
+
+## bench-hot-path: warm unwrap, data get and data put on DynamoDB Local (ratios to a raw GetItem / PutItem)
+bench-hot-path: $(VENV)/.installed .local/dynamodb-local/.installed
+	$(PY) bench/hot_path.py --runs 3
 
 ## bench-session-cache: the session cache with 50,000 (tenant, version) keys (memory, hit and evict ratios)
 bench-session-cache: $(VENV)/.installed
