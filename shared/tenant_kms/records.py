@@ -9,13 +9,13 @@ spent is rotated by the writer that meets it.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.pagination import PageIterator
 from pynamodb.transactions import TransactWrite
 
 from tenant_kms import usage
@@ -50,6 +50,70 @@ class Chunk:
     blocked: bool = False  # the active version spent its usage budget: a caller's next write rotates it
 
 
+class StoredRecord(NamedTuple):
+    """A record as a rewrap chunk's Query returned it: its raw attributes read once, no model
+    built (for a chunk of small records that cost more than the rest of the move)."""
+
+    name: str
+    version: int
+    revision: int
+    usage_row: int | None
+    rewrap_job: str | None
+    ciphertext: bytes
+
+    @classmethod
+    def of(cls, item: dict[str, dict[str, Any]]) -> StoredRecord:
+        usage_row, job = item.get("usage_row"), item.get("rewrap_job")
+        return cls(
+            item["name"]["S"],
+            int(item["version"]["N"]),
+            int(item["revision"]["N"]),
+            int(usage_row["N"]) if usage_row is not None else None,
+            job["S"] if job is not None else None,
+            item["ciphertext"]["B"],
+        )
+
+
+_STORED_NAMES = {f"#{field}": field for field in StoredRecord._fields}
+
+
+def _moved_item(
+    active: KeyVersion, record: StoredRecord, ciphertext: bytes, usage_row: int, job_id: str | None, now: str
+) -> dict[str, Any]:
+    """The conditional put of ``record`` under the active version, as TenantRecord would
+    serialise it (a unit test holds them equal): only if it still holds what was read."""
+    item = {
+        "tenant_id": {"S": active.tenant_id},
+        "name": {"S": record.name},
+        "version": {"N": str(active.version)},
+        "ciphertext": {"B": ciphertext},
+        "revision": {"N": str(record.revision + 1)},
+        "updated_at": {"S": now},
+        "usage_row": {"N": str(usage_row)},
+    }
+    if job_id is not None:
+        item["rewrap_job"] = {"S": job_id}
+    return {
+        "TableName": TenantRecord.Meta.table_name,
+        "Item": item,
+        "ConditionExpression": "#revision = :revision AND #version = :version",
+        "ExpressionAttributeNames": {"#revision": "revision", "#version": "version"},
+        "ExpressionAttributeValues": {":revision": {"N": str(record.revision)}, ":version": {"N": str(record.version)}},
+    }
+
+
+class _Transaction:
+    """The actions of one TransactWriteItems: the records' puts as raw items, the counts as
+    the usage module writes them (it calls ``update`` as on pynamodb's TransactWrite)."""
+
+    def __init__(self) -> None:
+        self.puts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+
+    def update(self, model: Any, actions: list, condition: Any = None) -> None:
+        self.updates.append(model.get_update_kwargs_from_instance(actions=actions, condition=condition))
+
+
 class _Batch:
     """Records for one transaction: their puts plus the counts stay within the transaction's
     action and size limits (a record's attributes besides the ciphertext are small; the
@@ -58,16 +122,16 @@ class _Batch:
     PER_RECORD_BYTES = 1024
 
     def __init__(self) -> None:
-        self.moves: list[tuple[TenantRecord, bytes]] = []
+        self.moves: list[tuple[StoredRecord, bytes]] = []
         self.leaving: set[tuple[int, int | None]] = set()
         self.bytes = 0
 
-    def add(self, record: TenantRecord, ciphertext: bytes) -> None:
+    def add(self, record: StoredRecord, ciphertext: bytes) -> None:
         self.moves.append((record, ciphertext))
         self.leaving.add((record.version, record.usage_row))
         self.bytes += len(ciphertext) + len(record.name.encode()) + self.PER_RECORD_BYTES
 
-    def fits(self, record: TenantRecord) -> bool:
+    def fits(self, record: StoredRecord) -> bool:
         """Whether ``record`` fits too (its new ciphertext is the old one's size)."""
         leaving = len(self.leaving | {(record.version, record.usage_row)})
         actions = len(self.moves) + 1 + 1 + leaving  # the puts, a usage row of the active version, what they leave
@@ -80,6 +144,10 @@ class TenantRecords:
 
     def __init__(self, kms: TenantKms) -> None:
         self.kms = kms
+        # The active version's usage rows as each chunk under way read them, less what its
+        # transactions took since: read once a chunk, not once a transaction.
+        self._usage_seen: dict[tuple[str, int, str], usage.Usage] = {}
+        self._usage_lock = threading.Lock()
 
     def put_record(self, tenant_id: str, name: str, value: bytes, *, actor: str) -> dict[str, Any]:
         with self.kms.audit.operation("put_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
@@ -278,17 +346,45 @@ class TenantRecords:
         """
         config = self.kms.unsealed(self.kms.require_config(tenant_id))
         active = self._with_usage_rows(self.kms.version_row(tenant_id, config.active_version))
-        page, cursor = _records_after(tenant_id, after, limit)
-        keys: dict[int, RecordKey] = {}
+        page, cursor = self._records_after(tenant_id, after, limit)
         migrated = skipped = 0
-        stopped: str | None = None
-        batch = _Batch()
         stale = [record for record in page if record.version != active.version]
         if job_id is not None:
             # Moved by this job in a run whose count was lost (a worker died before it landed).
             migrated = sum(1 for r in page if r.version == active.version and r.rewrap_job == job_id)
-        if stale:
-            new_key = self.kms.open_key(config, active).record_key
+        if not stale:
+            return Chunk(migrated, skipped, cursor=cursor)
+        new_key = self.kms.open_key(config, active).record_key
+        seen = (tenant_id, active.version, active.key_uid)
+        with self._usage_lock:
+            self._usage_seen[seen] = usage.version_usage(active)
+        try:
+            migrated, skipped, stopped = self._migrate(config, active, new_key, stale, migrated, job_id)
+        finally:
+            with self._usage_lock:
+                self._usage_seen.pop(seen, None)
+        if stopped:
+            # Budget spent: no version for the migration alone; a caller's next write
+            # provisions the next one, and the migration goes on there from this page.
+            # Active version moved on: the next chunk moves the page to that one.
+            return Chunk(migrated, skipped, cursor=after, blocked=stopped == _SPENT)
+        return Chunk(migrated, skipped, cursor=cursor)
+
+    def _migrate(
+        self,
+        config: TenantConfig,
+        active: KeyVersion,
+        new_key: RecordKey,
+        stale: list[StoredRecord],
+        migrated: int,
+        job_id: str | None,
+    ) -> tuple[int, int, str | None]:
+        """Seal ``stale`` under the active version and write them, a few transactions in flight."""
+        tenant_id = active.tenant_id
+        keys: dict[int, RecordKey] = {}
+        skipped = 0
+        stopped: str | None = None
+        batch = _Batch()
         in_flight: list[Future] = []
 
         def settle(future: Future) -> None:
@@ -315,15 +411,10 @@ class TenantRecords:
                 batch = _Batch()
             for future in in_flight:
                 settle(future)
-        if stopped:
-            # Budget spent: no version for the migration alone; a caller's next write
-            # provisions the next one, and the migration goes on there from this page.
-            # Active version moved on: the next chunk moves the page to that one.
-            return Chunk(migrated, skipped, cursor=after, blocked=stopped == _SPENT)
-        return Chunk(migrated, skipped, cursor=cursor)
+        return migrated, skipped, stopped
 
     def _move(
-        self, active: KeyVersion, moves: list[tuple[TenantRecord, bytes]], job_id: str | None = None
+        self, active: KeyVersion, moves: list[tuple[StoredRecord, bytes]], job_id: str | None = None
     ) -> tuple[int, int, str | None]:
         """Write ``moves`` under the active version in one transaction, dropping the records a
         caller changed meanwhile. (written, dropped, why the rest could not be written)."""
@@ -332,10 +423,9 @@ class TenantRecords:
         dropped = refusals = 0
         stop = None
         while moves:
-            counts = usage.version_usage(active)
-            if not usage.is_open(active, counts):
+            allocation = self._allocate(active, len(moves), fresh=refusals > 0)
+            if allocation is None:
                 return 0, dropped, _MOVED_ON
-            allocation = usage.allocate(budget, active, counts, len(moves))
             if sum(allocation.values()) < len(moves):
                 # The rest stay where they are; the migration comes back for them.
                 moves, stop = moves[: sum(allocation.values())], _SPENT
@@ -343,6 +433,7 @@ class TenantRecords:
                     break
             leaving = Counter((record.version, record.usage_row) for record, _ in moves)
             if len(moves) + len(allocation) + len(leaving) > TRANSACTION_ACTIONS:
+                self._give_back(active, allocation)  # each half takes its own
                 half = len(moves) // 2
                 first = self._move(active, moves[:half], job_id)
                 if first[2] == _MOVED_ON:
@@ -350,28 +441,18 @@ class TenantRecords:
                 second = self._move(active, moves[half:], job_id)
                 return first[0] + second[0], dropped + first[1] + second[1], second[2] or first[2] or stop
             rows = [number for number, taken in allocation.items() for _ in range(taken)]
+            tx = _Transaction()
+            for (record, ciphertext), usage_row in zip(moves, rows, strict=True):
+                tx.puts.append(_moved_item(active, record, ciphertext, usage_row, job_id, now))
+            for number, taken in allocation.items():
+                usage.seal_under(tx, active, number, sealed=taken, moved_in=taken, budget=budget)
+            for (version, usage_row), leaving_count in leaving.items():
+                usage.release(tx, tenant_id, version, usage_row, leaving_count)
             try:
-                # pynamodb sends the puts first, then the updates: reason i is moves[i]'s.
-                with TransactWrite(connection=self.kms.connection) as tx:
-                    for (record, ciphertext), usage_row in zip(moves, rows, strict=True):
-                        tx.save(
-                            TenantRecord(
-                                tenant_id,
-                                record.name,
-                                version=active.version,
-                                ciphertext=ciphertext,
-                                revision=record.revision + 1,
-                                updated_at=now,
-                                rewrap_job=job_id,
-                                usage_row=usage_row,
-                            ),
-                            condition=(TenantRecord.revision == record.revision)
-                            & (TenantRecord.version == record.version),
-                        )
-                    for number, taken in allocation.items():
-                        usage.seal_under(tx, active, number, sealed=taken, moved_in=taken, budget=budget)
-                    for (version, usage_row), leaving_count in leaving.items():
-                        usage.release(tx, tenant_id, version, usage_row, leaving_count)
+                # The puts go first, then the updates: reason i is moves[i]'s.
+                self.kms.connection.transact_write_items(
+                    condition_check_items=[], delete_items=[], put_items=tx.puts, update_items=tx.updates
+                )
             except TransactWriteError as error:
                 reasons = error.cancellation_reasons
                 if not reasons:
@@ -381,6 +462,7 @@ class TenantRecords:
                     for i, reason in enumerate(reasons[: len(moves)])
                     if reason is not None and reason.code == CONDITION_FAILED
                 }
+                self._give_back(active, allocation)
                 if changed:
                     dropped += len(changed)
                     moves = [move for i, move in enumerate(moves) if i not in changed]
@@ -391,6 +473,49 @@ class TenantRecords:
                 raise Conflict(f"the record counts of tenant {tenant_id} changed concurrently; retry") from None
             return len(moves), dropped, stop
         return 0, dropped, stop
+
+    def _allocate(self, active: KeyVersion, wanted: int, *, fresh: bool) -> dict[int, int] | None:
+        """Usage rows to count ``wanted`` moved records on, taken from the chunk's view of them
+        (read again when ``fresh``: a count's condition failed, so the view is stale); None
+        when the version takes no more writes."""
+        seen = (active.tenant_id, active.version, active.key_uid)
+        with self._usage_lock:
+            counts = None if fresh else self._usage_seen.get(seen)
+            if counts is None:
+                counts = usage.version_usage(active)
+                if seen in self._usage_seen:
+                    self._usage_seen[seen] = counts
+            if not usage.is_open(active, counts):
+                return None
+            allocation = usage.allocate(self.kms.settings.key_usage_budget, active, counts, wanted)
+            counts.take(allocation)
+            return allocation
+
+    def _give_back(self, active: KeyVersion, allocation: dict[int, int]) -> None:
+        """A cancelled transaction's counts go back to the chunk's view of the usage rows."""
+        with self._usage_lock:
+            counts = self._usage_seen.get((active.tenant_id, active.version, active.key_uid))
+            if counts is not None:
+                counts.take({number: -taken for number, taken in allocation.items()})
+
+    def _records_after(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[StoredRecord], str | None]:
+        """One page of at most ``limit`` records after ``after``, and the name to go on after
+        (None at the end of the tenant's records)."""
+        query: dict[str, Any] = {
+            "TableName": TenantRecord.Meta.table_name,
+            "KeyConditionExpression": "#tenant = :tenant",
+            "ProjectionExpression": ", ".join(_STORED_NAMES),  # what a move needs, nothing more
+            "ExpressionAttributeNames": {"#tenant": "tenant_id", **_STORED_NAMES},
+            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}},
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        if after is not None:
+            query["KeyConditionExpression"] += " AND #name > :after"
+            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        answer = self.kms.connection.dispatch("Query", query)
+        last = answer.get("LastEvaluatedKey")
+        return [StoredRecord.of(item) for item in answer.get("Items", [])], (last["name"]["S"] if last else None)
 
     @staticmethod
     def pending_rewrap(tenant_id: str) -> int:
@@ -411,22 +536,6 @@ class TenantRecords:
             )
         }
         return sorted(tenant for tenant in retiring if cls.pending_rewrap(tenant))
-
-
-def _records_after(tenant_id: str, after: str | None, limit: int) -> tuple[list[TenantRecord], str | None]:
-    """One page of at most ``limit`` records after ``after``, and the name to go on after
-    (None at the end of the tenant's records)."""
-    query = TenantRecord.query(
-        tenant_id,
-        TenantRecord.name > after if after is not None else None,
-        consistent_read=True,
-        page_size=limit,
-    )
-    pages: PageIterator = query.page_iter
-    raw = next(pages)
-    page = [TenantRecord.from_raw_data(item) for item in raw.get("Items", [])]
-    last = pages.last_evaluated_key
-    return page, (last["name"]["S"] if last else None)
 
 
 def _get_record(tenant_id: str, name: str) -> TenantRecord | None:

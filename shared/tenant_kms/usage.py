@@ -55,6 +55,15 @@ class Usage:
         self.records += row.records or 0
         self.encryptions += row.encryptions or 0
 
+    def take(self, allocation: dict[int, int]) -> None:
+        """Count what ``allocation`` seals (negative: gives it back) on the rows as held here."""
+        for number, taken in allocation.items():
+            row = self.rows[number]
+            row.encryptions = (row.encryptions or 0) + taken
+            row.records = (row.records or 0) + taken
+            self.encryptions += taken
+            self.records += taken
+
 
 def tenant_usage(tenant_id: str) -> dict[int, Usage]:
     """Every version's usage rows, by version (one query)."""

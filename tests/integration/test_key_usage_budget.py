@@ -104,3 +104,45 @@ def test_the_rewrap_fills_the_active_version_to_its_budget_and_never_provisions(
     assert sum(v["records"] for v in listed) == len(values)
     reader = Function("tenant_data")
     assert {name: read_record(reader, tenant_id, name)[0] for name in values} == values
+
+
+def test_callers_filling_the_budget_while_a_rewrap_batch_is_under_way_never_push_the_version_past_it(
+    tenant_id, monkeypatch
+):
+    # Given a budget of 3, records a and b on version 1, and version 2 active with room for 3
+    monkeypatch.setenv("KEY_USAGE_BUDGET", "3")
+    configured_global(tenant_id)
+    data = Function("tenant_data")
+    values = {name: name.encode() for name in ("a", "b")}
+    for name, value in values.items():
+        data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(value)))
+    assert Function("provision").http(http_sample("provision_post", tenant_id))[0] == 201
+    rewrap = Function("rewrap")
+    real_move = rewrap.module.records._move
+    transactions = []
+
+    def callers_write_first(active, moves, job_id=None):
+        if not transactions:
+            # The batch has read version 2's usage rows; two callers' writes fill two of them
+            for name in ("x", "y"):
+                values[name] = name.encode()
+                assert (
+                    data(invoke_sample("tenant_data_put", tenant_id, name=name, value_b64=b64(values[name])))["version"]
+                    == 2
+                )
+        transactions.append([record.name for record, _ in moves])
+        return real_move(active, moves, job_id)
+
+    rewrap.module.records._move = callers_write_first
+
+    # When the rewrap runs: the rows it read have room for both records, the rows as stored for one
+    job = run_rewrap(tenant_id, rewrap)
+
+    # Then it moves one, stops at the budget, and version 2 sealed exactly 3 records
+    assert transactions == [["a", "b"]]
+    assert (job["migrated"], job["remaining"], job["status"]) == (1, 1, "failed")
+    assert "usage budget" in job["error"]["message"]
+    listed = [(v["version"], v["status"], v["records"], v["encryptions"]) for v in key_versions(tenant_id)]
+    assert listed == [(1, "retired", 1, 2), (2, "active", 3, 3)]
+    reader = Function("tenant_data")
+    assert {name: read_record(reader, tenant_id, name)[0] for name in values} == values
