@@ -286,7 +286,7 @@
     show("save-result", "Verifying: a test encrypt and decrypt with the key…");
     try {
       const view = await api("PUT", "/kms", { body: { provider: provider.id, config } });
-      show("save-result", `Saved. Verified at ${when(view.last_verified_at)}; version ${view.active_version} is active.`, "good");
+      show("save-result", `Saved. Verified at ${when(view.last_verified_at)}.`, "good");
     } catch (error) {
       const nothing = error.code === "verification_failed" ? " Nothing changed: the previous key stays in use." : "";
       show("save-result", `Not saved. ${error.code}: ${error.message}.${nothing}`, "bad");
@@ -331,7 +331,7 @@
     $("rewrap-migrated").textContent = job.migrated;
     $("rewrap-remaining").textContent = job.remaining;
     $("rewrap-skipped").textContent = job.skipped;
-    $("rewrap-error").textContent = job.error || "";
+    show("rewrap-result", job.error ? `The job failed: ${job.error}` : "", job.error ? "bad" : "");
     const total = job.migrated + job.remaining;
     $("rewrap-progress").max = total || 1;
     $("rewrap-progress").value = total ? job.migrated : 1;
@@ -351,7 +351,7 @@
       }
       sessionStorage.removeItem(jobKey);
     } catch (error) {
-      $("rewrap-error").textContent = `${error.code}: ${error.message}`;
+      failure("rewrap-result", error);
       if (error.code === "not_found") sessionStorage.removeItem(jobKey);
       else polling = setTimeout(() => followJob(jobId), settings.pollMilliseconds);
     }
@@ -364,8 +364,7 @@
       sessionStorage.setItem(jobKey, job.job_id);
       await followJob(job.job_id);
     } catch (error) {
-      $("rewrap-job").hidden = false;
-      $("rewrap-error").textContent = `${error.code}: ${error.message}`;
+      failure("rewrap-result", error);
     }
   }
 

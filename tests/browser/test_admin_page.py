@@ -180,8 +180,18 @@ def test_a_sealed_tenant_shows_why_and_unseals_once_its_key_unwraps(page, gatewa
     assert row["sealed_reason"]["S"]
     photograph(page, "sealed-01-banner")
 
-    # When the admin unseals while the key is still refused
+    # When the admin tries to rotate or rewrap while sealed
     before = snapshot_tables(TABLES)
+    page.get_by_role("button", name="Rotate: new version").click()
+    page.get_by_role("button", name="Start rewrap").click()
+
+    # Then both are refused as sealed, and nothing changed
+    expect(page.locator("#rotate-result")).to_contain_text("sealed: ")
+    expect(page.locator("#rewrap-result")).to_contain_text("sealed: ")
+    expect(page.locator("#rewrap-job")).to_be_hidden()
+    assert snapshot_tables(TABLES) == before
+
+    # When the admin unseals while the key is still refused
     page.get_by_role("button", name="Unseal").click()
 
     # Then the page says why and nothing changed
