@@ -4,13 +4,14 @@ A warm instance (its session cache holds the key) answers unwrap, a data get of 
 record and a data put rewriting it, through the shared core as the functions call it, with
 audit entries written at INFO as deployed (to /dev/null). Baselines, same run: one consistent
 GetItem of the config row and one PutItem of a 1 KB item, on a botocore client configured as
-the service's own (no parameter validation, no retries). For reference it also times what the
-put cannot do without: a TransactWriteItems of a record put and a usage row update, raw.
+the service's own (no parameter validation, no retries). For reference it also times, raw,
+what a data get and put cannot do without: a BatchGetItem of the config row and the record,
+and a TransactWriteItems of a record put and a usage row update.
 
-Arms alternate in short rounds (the machine is shared and its load moves); each arm's time
-is the median over the rounds, each ratio that over its baseline's median.
+Arms alternate in short rounds (the machine is shared and its load moves): each ratio is
+the median over the rounds of the arm's time in a round over its baseline's in that round.
 
-    python bench/hot_path.py [--rounds 30] [--ops 20] [--runs 3]
+    python bench/hot_path.py [--rounds 60] [--ops 5] [--runs 3]
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ BASELINE = {
     "data get": "get",
     "data put": "put",
     "two GetItems": "get",
+    "BatchGetItem (2 items)": "get",
     "TransactWriteItems (2 actions)": "put",
 }
 
 
-def timed(arms: dict[str, Callable[[], object]], rounds: int, ops: int) -> dict[str, float]:
-    """Median seconds per call of each arm, the arms taking turns round by round."""
+def timed(arms: dict[str, Callable[[], object]], rounds: int, ops: int) -> dict[str, list[float]]:
+    """Seconds per call of each arm in each round, the arms taking turns round by round."""
     for arm in arms.values():
         for _ in range(ops):
             arm()
@@ -50,7 +52,7 @@ def timed(arms: dict[str, Callable[[], object]], rounds: int, ops: int) -> dict[
             for _ in range(ops):
                 arm()
             samples[name].append((time.perf_counter() - started) / ops)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def arms() -> dict[str, Callable[[], object]]:
@@ -82,6 +84,13 @@ def arms() -> dict[str, Callable[[], object]]:
         key = {"tenant_id": {"S": TENANT}, "version": {"N": "1"}}
         return client.get_item(TableName=versions, Key=key, ConsistentRead=True)
 
+    def batch_get() -> object:
+        keys = {
+            configs: {"Keys": [{"tenant_id": {"S": TENANT}}], "ConsistentRead": True},
+            data: {"Keys": [{"tenant_id": {"S": TENANT}, "name": {"S": "record"}}], "ConsistentRead": True},
+        }
+        return client.batch_get_item(RequestItems=keys)
+
     def transaction() -> object:
         return client.transact_write_items(
             TransactItems=[
@@ -104,14 +113,15 @@ def arms() -> dict[str, Callable[[], object]]:
         "data get": lambda: records.get_record(TENANT, "record", actor="bench"),
         "data put": lambda: records.put_record(TENANT, "record", VALUE, actor="bench"),
         "two GetItems": two_gets,
+        "BatchGetItem (2 items)": batch_get,
         "TransactWriteItems (2 actions)": transaction,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--ops", type=int, default=20, help="calls of an arm per round")
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--ops", type=int, default=5, help="calls of an arm per round")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -121,8 +131,12 @@ def main() -> None:
         calls = arms()
         runs = []
         for run in range(1, args.runs + 1):
-            seconds = timed(calls, args.rounds, args.ops)
-            ratios = {name: seconds[name] / seconds[baseline] for name, baseline in BASELINE.items()}
+            samples = timed(calls, args.rounds, args.ops)
+            ratios = {
+                name: statistics.median(a / b for a, b in zip(samples[name], samples[baseline], strict=True))
+                for name, baseline in BASELINE.items()
+            }
+            seconds = {name: statistics.median(samples[name]) for name in ("get", "put")}
             runs.append({"get_us": seconds["get"] * 1e6, "put_us": seconds["put"] * 1e6, **ratios})
             report(
                 f"run {run}: GetItem {seconds['get'] * 1e6:.0f} us, PutItem {seconds['put'] * 1e6:.0f} us; "
