@@ -295,24 +295,35 @@ def test_a_verify_the_provider_does_not_answer_records_its_error_and_keeps_the_k
 
 def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock):
     """Catches destroy of an active version, of a version still sealing records, a destroyed
-    version keeping its wrapped key or another time, and a repeated destroy failing."""
+    version keeping its wrapped key or another time, a repeated destroy failing, and audit
+    entries that do not name the operation, actor, tenant, version, provider and outcome."""
     kms = service(clock)
     kms.configure(tenant_id, "global", {}, actor="alice")
-    with pytest.raises(Conflict, match="is active"):
-        kms.destroy_version(tenant_id, 1, actor="alice")
-    kms.provision(tenant_id, actor="alice")
-    clock.advance(60)
-    kms.destroy_version(tenant_id, 1, actor="alice")
-    destroyed = version_rows(tenant_id)[1]
-    assert destroyed["status"] == {"S": "destroyed"} and destroyed["destroyed_at"] == {"S": iso(clock.now)}
-    assert "wrapped_key" not in destroyed
-    after = snapshot_tables(TABLES)
-    kms.destroy_version(tenant_id, 1, actor="alice")  # already destroyed: nothing to do
-    assert snapshot_tables(TABLES) == after
-    with pytest.raises(NotFound):
-        kms.unwrap(tenant_id, 1, actor="app")
-    with pytest.raises(NotFound):
-        kms.destroy_version(tenant_id, 7, actor="alice")
+    with structured_logs() as logs:
+        with pytest.raises(Conflict, match="is active"):
+            kms.destroy_version(tenant_id, 1, actor="alice")
+        kms.provision(tenant_id, actor="alice")
+        clock.advance(60)
+        kms.destroy_version(tenant_id, 1, actor="bob")
+        destroyed = version_rows(tenant_id)[1]
+        assert destroyed["status"] == {"S": "destroyed"} and destroyed["destroyed_at"] == {"S": iso(clock.now)}
+        assert "wrapped_key" not in destroyed
+        after = snapshot_tables(TABLES)
+        kms.destroy_version(tenant_id, 1, actor="carol")  # already destroyed: nothing to do
+        assert snapshot_tables(TABLES) == after
+        with pytest.raises(NotFound):
+            kms.unwrap(tenant_id, 1, actor="app")
+        with pytest.raises(NotFound, match=f"tenant {tenant_id} has no key version 7"):
+            kms.destroy_version(tenant_id, 7, actor="alice")
+    entry = {"action": "destroy_version", "tenant_id": tenant_id, "version": 1, "provider": "global"}
+    assert [
+        {k: e.get(k) for k in (*entry, "actor", "outcome")} for e in audit_entries(logs.getvalue(), "destroy_version")
+    ] == [
+        {**entry, "actor": "alice", "outcome": "conflict"},
+        {**entry, "actor": "bob", "outcome": "success"},
+        {**entry, "actor": "carol", "outcome": "already_destroyed"},
+        {**entry, "version": 7, "provider": None, "actor": "alice", "outcome": "not_found"},
+    ]
 
 
 def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock):
@@ -361,6 +372,8 @@ def test_deleting_a_record_removes_it_and_its_count_and_nothing_else(tenant_id, 
     records.put_record(tenant_id, "b", b"2", actor="app")
     records.put_record(tenant_id, "c", b"3", actor="app")
     assert {v["version"]: v["records"] for v in kms.list_versions(tenant_id)} == {1: 1, 2: 2}
+    with pytest.raises(Conflict, match="key version 1 still seals 1 records"):
+        kms.destroy_version(tenant_id, 1, actor="alice")
     with structured_logs() as logs:
         assert records.delete_record(tenant_id, "a", actor="app") == {"name": "a", "deleted": True}
         assert records.delete_record(tenant_id, "b", actor="app") == {"name": "b", "deleted": True}
