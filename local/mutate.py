@@ -102,6 +102,7 @@ PHASES = [
             "kms_wrapping.azure_kv.xǁAzureKeyVaultWrapperǁ_send__mutmut_*",
         ],
         [
+            "tests/integration/clouds/test_gcp.py::test_a_ciphertext_under_another_binding_is_refused_as_cloud_kms_refuses_it",
             "tests/integration/clouds/test_gcp.py::test_the_customers_refusal_seals",
             "tests/integration/clouds/test_gcp.py::test_outages_and_damage_answer_503_after_the_configured_attempts_and_never_seal",
             "tests/integration/clouds/test_gcp.py::test_a_damaged_request_is_retried_and_then_succeeds",
@@ -111,6 +112,7 @@ PHASES = [
             "tests/integration/clouds/test_azure.py::test_a_token_the_vault_no_longer_takes_is_exchanged_again_and_never_seals",
             "tests/integration/clouds/test_azure.py::test_a_vault_that_keeps_refusing_our_tokens_answers_503_and_never_seals",
             "tests/integration/clouds/test_azure.py::test_a_vault_that_does_not_answer_in_time_is_unavailable",
+            "tests/integration/clouds/test_azure.py::test_a_key_in_another_entra_tenant_than_configured_is_refused_at_configure",
         ],
         ["src/kms_wrapping/gcp_kms.py", "src/kms_wrapping/azure_kv.py"],
         0.25,
