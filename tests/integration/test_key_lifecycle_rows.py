@@ -221,15 +221,34 @@ def test_a_master_key_dropped_from_the_ring_seals_on_open_and_only_the_ring_that
     with pytest.raises(Sealed):
         kms.unwrap(tenant_id, None, actor="app")  # cached here, but sealed is sealed
     sealed = snapshot_tables(TABLES)
-    with pytest.raises(VerificationFailed):
-        Unsealing(dropped).unseal(tenant_id, actor="alice")
-    assert snapshot_tables(TABLES) == sealed
-    view = Unsealing(kms).unseal(tenant_id, actor="alice")
+    with structured_logs() as logs:
+        with pytest.raises(VerificationFailed):
+            Unsealing(dropped).unseal(tenant_id, actor="alice")
+        assert snapshot_tables(TABLES) == sealed
+        view = Unsealing(kms).unseal(tenant_id, actor="bob")
+    entry = {"action": "unseal", "tenant_id": tenant_id, "version": 1, "provider": "global"}
+    assert [{k: e.get(k) for k in (*entry, "actor", "outcome")} for e in audit_entries(logs.getvalue(), "unseal")] == [
+        {**entry, "actor": "alice", "outcome": "verification_failed"},
+        {**entry, "actor": "bob", "outcome": "success"},
+    ]
     assert (view["status"], view["sealed_reason"], view["sealed_at"]) == ("active", None, None)
     assert "sealed_reason" not in config_row(tenant_id) and "sealed_at" not in config_row(tenant_id)
     assert kms.unwrap(tenant_id, None, actor="app")["version"] == 1
     with pytest.raises(Conflict, match="not sealed"):
         Unsealing(kms).unseal(tenant_id, actor="alice")
+
+
+def test_an_unseal_overtaken_by_an_erasure_answers_conflict_and_leaves_the_tenant_erasing(tenant_id, clock):
+    """The tenant's erasure begins while an unseal unwraps its active version: the unseal was
+    of the sealed config it read. Catches the unseal's write losing its condition (it would
+    mark an erasing tenant active again)."""
+    service(clock).configure(tenant_id, "global", {}, actor="alice")
+    with pytest.raises(Sealed):
+        service(clock, OTHER_MASTER_KEY).unwrap(tenant_id, None, actor="app")
+    racing = overtaken(clock, lambda: service(clock).erase_keys(tenant_id, actor="dpo"))
+    with pytest.raises(Conflict, match="changed while unsealing"):
+        Unsealing(racing).unseal(tenant_id, actor="alice")
+    assert config_row(tenant_id)["status"] == {"S": "erasing"}
 
 
 def test_an_identical_configure_of_a_sealed_tenant_unseals_its_version_or_provisions_one(tenant_id, clock):
@@ -291,6 +310,10 @@ def test_a_verify_the_provider_does_not_answer_records_its_error_and_keeps_the_k
     config = config_row(tenant_id)
     assert config["last_verified_at"] == {"S": iso(clock.now)} and "last_verify_error" not in config
     assert config["revision"] == {"N": "1"} and version_rows(tenant_id) == versions
+    # A configure's failed probe records its error on the config, cut the same way.
+    with pytest.raises(ProviderUnavailable):
+        unreachable_secret(clock, "y" * 600).configure(tenant_id, "global", {}, actor="bob")
+    assert config_row(tenant_id)["last_verify_error"] == {"S": f"global: {'y' * 600}"[:500]}
 
 
 def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock):
