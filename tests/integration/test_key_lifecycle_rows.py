@@ -251,6 +251,18 @@ def test_an_unseal_overtaken_by_an_erasure_answers_conflict_and_leaves_the_tenan
     assert config_row(tenant_id)["status"] == {"S": "erasing"}
 
 
+def test_of_two_unseals_at_once_one_lifts_the_seal_and_the_other_answers_conflict(tenant_id, clock):
+    """Catches an unseal whose write is not conditioned on the seal it checked: the second
+    would answer success (and count a second unseal) for a seal already lifted."""
+    service(clock).configure(tenant_id, "global", {}, actor="alice")
+    with pytest.raises(Sealed):
+        service(clock, OTHER_MASTER_KEY).unwrap(tenant_id, None, actor="app")
+    racing = overtaken(clock, lambda: Unsealing(service(clock)).unseal(tenant_id, actor="bob"))
+    with pytest.raises(Conflict, match="changed while unsealing"):
+        Unsealing(racing).unseal(tenant_id, actor="alice")
+    assert config_row(tenant_id)["status"] == {"S": "active"}
+
+
 def test_an_identical_configure_of_a_sealed_tenant_unseals_its_version_or_provisions_one(tenant_id, clock):
     """Catches an identical configure that leaves a tenant sealed although its active version
     unwraps again, provisions a version it does not need, or (the active version still
@@ -419,8 +431,11 @@ def test_erasing_a_tenant_that_only_holds_an_issued_external_id_forgets_it_and_n
     onboarding issued (it would stay issued), or that erases a tenant that never existed."""
     jobs = RewrapJobs(TenantRecords(service(clock)))
     issue_external_id(tenant_id, iso(clock.now))
-    jobs.erase(tenant_id, actor="dpo")
+    with structured_logs() as logs:
+        jobs.erase(tenant_id, actor="dpo")
     assert issued_external_id(tenant_id) is None
+    (entry,) = audit_entries(logs.getvalue(), "erase")
+    assert (entry["tenant_id"], entry["outcome"], entry["records"]) == (tenant_id, "success", "none")
     before = snapshot_tables(TABLES)
     with pytest.raises(NotFound, match="does not exist"):
         jobs.erase(tenant_id, actor="dpo")
