@@ -362,8 +362,8 @@ def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock)
 
 
 def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock):
-    """Catches an erase that leaves a config or version row behind, or whose audit entry does
-    not name the operation, the actor and the tenant."""
+    """Catches an erase that leaves a config, version or usage row behind, or whose audit
+    entry does not name the operation, the actor and the tenant."""
     kms = service(clock)
     jobs = RewrapJobs(TenantRecords(kms))
     kms.configure(tenant_id, "global", {}, actor="alice")
@@ -377,6 +377,7 @@ def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock
             purge = jobs.advance(tenant_id, purge["job_id"])
     assert purge["status"] == "succeeded"
     assert config_row(tenant_id) == {} and version_rows(tenant_id) == {}
+    assert partition_items(TABLES["KeyVersionTable"], f"{tenant_id}#usage") == []  # the versions' usage rows
     (entry,) = audit_entries(logs.getvalue(), "erase")
     assert entry == {
         "action": "erase",
