@@ -392,6 +392,24 @@ def test_erase_leaves_no_row_and_audits_who_erased_which_tenant(tenant_id, clock
         kms.unwrap(tenant_id, None, actor="app")
 
 
+def test_an_erasure_taken_up_after_one_cut_between_its_batches_deletes_the_usage_rows_left(tenant_id, clock):
+    """A version's row and its usage rows go in batches of 25: an erasure cut short after the
+    batch holding the version rows leaves only usage rows. Catches the next erasure stopping
+    when it finds no version row (the usage rows would stay forever)."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    kms.provision(tenant_id, actor="alice")
+    client = boto3.client("dynamodb")
+    for version in version_rows(tenant_id):
+        client.delete_item(
+            TableName=TABLES["KeyVersionTable"],
+            Key={"tenant_id": {"S": tenant_id}, "version": {"N": str(version)}},
+        )
+    assert partition_items(TABLES["KeyVersionTable"], f"{tenant_id}#usage")
+    kms.erase_keys(tenant_id, actor="dpo")
+    assert partition_items(TABLES["KeyVersionTable"], f"{tenant_id}#usage") == []
+
+
 def record_rows(tenant_id: str) -> dict[str, dict]:
     return {item["name"]["S"]: item for item in partition_items(TABLES["TenantDataTable"], tenant_id)}
 
