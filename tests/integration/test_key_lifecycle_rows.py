@@ -81,6 +81,10 @@ def version_rows(tenant_id: str) -> dict[int, dict]:
     return {int(item["version"]["N"]): item for item in partition_items(TABLES["KeyVersionTable"], tenant_id)}
 
 
+def first_key_uid(tenant_id: str) -> dict:
+    return version_rows(tenant_id)[1]["key_uid"]
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -114,6 +118,15 @@ def test_configure_then_provision_leave_exactly_these_rows(tenant_id, clock):
         "created_at": {"S": now},
         "updated_at": {"S": now},
         "last_verified_at": {"S": now},
+        # What a warm unwrap needs of the active version, read with the config in one item.
+        "active_key": {
+            "M": {
+                "version": {"N": "1"},
+                "key_uid": first_key_uid(tenant_id),
+                "provider": {"S": "global"},
+                "usage_rows": {"N": "16"},
+            }
+        },
     }
     (first,) = version_rows(tenant_id).values()
     assert first["status"] == {"S": "active"} and first["records"] == {"N": "0"}
@@ -125,6 +138,8 @@ def test_configure_then_provision_leave_exactly_these_rows(tenant_id, clock):
     later = iso(clock.now)
     config = config_row(tenant_id)
     assert config["active_version"] == {"N": "2"} and config["revision"] == {"N": "2"}
+    assert config["active_key"]["M"]["version"] == {"N": "2"}
+    assert config["active_key"]["M"]["key_uid"] == version_rows(tenant_id)[2]["key_uid"]
     assert config["updated_at"] == {"S": later} and config["last_verified_at"] == {"S": now}
     rows = version_rows(tenant_id)
     assert rows[1]["status"] == {"S": "retired"} and rows[1]["retired_at"] == {"S": later}
