@@ -113,7 +113,8 @@ bench-session-cache: $(VENV)/.installed
 	$(PY) bench/session_cache.py --tenants 25000 --versions 2
 
 ## mutate: mutation testing of the lifecycle, sealing, session cache, master key ring and the
-## adapters' error classification (about 20 min; not part of test); survivors in docs/MUTATION.md
+## adapters' error classification; stops after MUTATE_BUDGET_MINUTES (20), the next run goes on from
+## there; not part of test; survivors in docs/MUTATION.md
 $(MUTATE_VENV)/.installed: requirements-mutate.txt requirements-dev.txt layers/providers/requirements.txt
 	$(PYTHON) -m venv $(MUTATE_VENV)
 	$(MUTATE_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-mutate.txt

@@ -39,8 +39,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if "AWS_ENDPOINT_URL_DYNAMODB" not in os.environ:
-        return  # no test of the session touched a table
+    if "DYNAMODB_LOCAL_ENDPOINT" not in os.environ or "AWS_ENDPOINT_URL_DYNAMODB" not in os.environ:
+        return  # no shared DynamoDB Local (a session's own is gone with its tables), or no table made
     import boto3
     import testenv
 
