@@ -209,6 +209,19 @@ def erased(kms: TenantKms, tenant_id: str) -> None:
     assert purge["status"] == "succeeded"
 
 
+def test_an_identical_configure_overtaken_by_a_provision_answers_conflict_and_records_nothing(tenant_id, clock):
+    """Catches the re-verification of an identical configure written without its revision
+    condition: its probe was of the config it read, not of the one a provision left."""
+    kms = service(clock)
+    kms.configure(tenant_id, "global", {}, actor="alice")
+    clock.advance(30)
+    racing = overtaken(clock, lambda: service(clock).provision(tenant_id, actor="bob"))
+    with pytest.raises(Conflict, match="changed during verification"):
+        racing.configure(tenant_id, "global", {}, actor="carol")
+    config = config_row(tenant_id)
+    assert config["revision"] == {"N": "2"} and config["last_verified_at"] == {"S": iso(clock.now - 30)}
+
+
 def test_a_failed_probe_after_an_erasure_meanwhile_leaves_no_config_row(tenant_id, clock):
     """The tenant is erased while a configure's probe runs, and the probe fails: its error has
     no config left to annotate. Catches the error's write losing its row-exists condition (it
@@ -287,9 +300,10 @@ def test_an_identical_configure_of_a_sealed_tenant_unseals_its_version_or_provis
     dropped = service(clock, OTHER_MASTER_KEY)  # probes fine, but cannot unwrap version 1
     with pytest.raises(Sealed):
         dropped.unwrap(tenant_id, None, actor="app")
+    clock.advance(30)
     view = kms.configure(tenant_id, "global", {}, actor="alice")
     assert (view["status"], view["active_version"], view["sealed_reason"]) == ("active", 1, None)
-    assert set(version_rows(tenant_id)) == {1}
+    assert view["last_verified_at"] == iso(clock.now) and set(version_rows(tenant_id)) == {1}
     with pytest.raises(Sealed):
         dropped.unwrap(tenant_id, None, actor="app")
     view = dropped.configure(tenant_id, "global", {}, actor="alice")
