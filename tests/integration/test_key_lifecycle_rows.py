@@ -368,7 +368,10 @@ def test_destroy_erases_only_a_retired_version_without_records(tenant_id, clock)
             kms.destroy_version(tenant_id, 1, actor="alice")
         kms.provision(tenant_id, actor="alice")
         clock.advance(60)
+        uids = {v: row["key_uid"]["S"] for v, row in version_rows(tenant_id).items()}
         kms.destroy_version(tenant_id, 1, actor="bob")
+        # The erased key leaves this instance's memory too; the active one stays.
+        assert kms.cache.get((tenant_id, 1, uids[1])) is None and kms.cache.get((tenant_id, 2, uids[2]))
         destroyed = version_rows(tenant_id)[1]
         assert destroyed["status"] == {"S": "destroyed"} and destroyed["destroyed_at"] == {"S": iso(clock.now)}
         assert "wrapped_key" not in destroyed
