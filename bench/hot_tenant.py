@@ -6,7 +6,8 @@ records through the service's record write. The ratio is the time the eight take
 take spread over eight tenants (1.0: a tenant's writes do not wait on each other). A write
 the service answers with a conflict is sent again, as a caller would; conflicts and the
 service's own retries (transactions cancelled by another) are counted. The arms
-alternate; the median ratio over the runs is printed.
+alternate; the median and range of the ratios over the runs are printed, with the machine's
+load average.
 
     python bench/hot_tenant.py [--writers 8] [--writes 50] [--runs 3]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import time
 from pathlib import Path
@@ -93,6 +95,7 @@ def main() -> None:
         for tenant in [hot, *spread]:
             kms.configure(tenant, "global", {}, actor="bench")
         runs = []
+        load = [os.getloadavg()[0]]
         for run in range(1, args.runs + 1):
             one, one_conflicts, one_retries = write_seconds([hot] * args.writers, args.writes, f"r{run}")
             many, many_conflicts, many_retries = write_seconds(spread, args.writes, f"r{run}")
@@ -111,13 +114,17 @@ def main() -> None:
                 f"({one_retries} retries, {one_conflicts} conflicts); {args.writers} tenants {total / many:5.0f} "
                 f"writes/s ({many_retries} retries, {many_conflicts} conflicts); ratio {one / many:.2f}"
             )
-    ratio = statistics.median(r["ratio"] for r in runs)
+            load.append(os.getloadavg()[0])
+    ratios = [r["ratio"] for r in runs]
+    ratio = statistics.median(ratios)
     report(
         f"{args.writers} writers on one tenant take {ratio:.2f}x the time of {args.writers} writers on "
-        f"{args.writers} tenants (median of {args.runs}; target <= {TARGET})"
+        f"{args.writers} tenants (median of {args.runs}, range {min(ratios):.2f}-{max(ratios):.2f}; "
+        f"load average {min(load):.1f}-{max(load):.1f}; target <= {TARGET})"
     )
     if args.json:
-        args.json.write_text(json.dumps({"writers": args.writers, "ratio": ratio, "runs": runs}, indent=2) + "\n")
+        result = {"writers": args.writers, "ratio": ratio, "runs": runs, "load": [round(x, 1) for x in load]}
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

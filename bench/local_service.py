@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,22 @@ def local_service() -> Iterator[dict[str, str]]:
         # The service's metrics (EMF) go to stdout, as in Lambda; the bench prints its own lines.
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             yield names
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time so far of this process and of its children (DynamoDB Local's JVM), from /proc
+    (Linux): on a loaded machine these, unlike wall time, show what each arm itself costs."""
+    own = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    children = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid():  # ppid
+            children += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return own, children
 
 
 def report(line: str) -> None:
