@@ -23,6 +23,8 @@ from local_tables import load_template
 QUEUE_SETTINGS = {
     "ReverifyQueue": "REVERIFY_QUEUE_URL",
     "RepollSealedQueue": "REPOLL_QUEUE_URL",
+    "RewrapSweepQueue": "REWRAP_SWEEP_QUEUE_URL",
+    "RewrapJobQueue": "JOB_QUEUE_URL",
 }
 # The queue properties of template.yaml that change how SQS holds and hands out messages.
 QUEUE_ATTRIBUTES = (

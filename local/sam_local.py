@@ -100,10 +100,8 @@ def write_env_vars(
         # Deployed-only resources: local runs use the function's own credentials and sign nothing.
         KEY_WRAPPING_ROLE_ARN="",
         FEDERATION_SIGNING_KEY_ID="",
-        # No queues locally (a job advances by direct invoke of its unit of work; sweeps need SQS,
-        # moto's in the tests): sam local would answer a queue's Ref with its logical id, and a
-        # sweep would then send to the real SQS endpoint.
-        JOB_QUEUE_URL="",
+        # No queues unless ``extra`` names them (moto's): sam local would answer a queue's Ref
+        # with its logical id, and a unit would then go to the real SQS endpoint.
         **dict.fromkeys(QUEUE_SETTINGS.values(), ""),
         AWS_ENDPOINT_URL_DYNAMODB=f"http://host.docker.internal:{dynamodb_port}",
     )

@@ -15,7 +15,7 @@ from async_invoke import dead_letter_queue, invoke_event, retries
 from local_gateway import LocalContext
 from local_queues import QUEUE_SETTINGS, create_queues, deliver
 from local_tables import create_tables, load_template
-from support import JOB_TIMEOUT_MS, Function
+from support import JOB_TIMEOUT_MS, Function, sample
 
 
 def own_tables(monkeypatch) -> dict[str, str]:
@@ -86,6 +86,18 @@ class Queues:
 
         dead_letter_url = self.urls[queue] if queue else None
         return invoke_event(self.client, dead_letter_url, invoke, event, retries=retries(instance.logical_id))
+
+    def rewrap_schedule(
+        self, consumer: Function | None = None, *, timeout_ms: int = JOB_TIMEOUT_MS
+    ) -> dict[str, dict[str, Any]]:
+        """RewrapFunction's schedule as deployed: its run sends both sweeps' units, the sweep
+        queue's event source hands them to ``consumer``, the job queue's runs the jobs they
+        started; each sweep's status afterwards."""
+        Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=timeout_ms)
+        consumer = consumer or Function("rewrap")
+        self.deliver(self.urls["RewrapSweepQueue"], consumer, timeout_ms=timeout_ms)
+        self.deliver(self.urls["RewrapJobQueue"], consumer, timeout_ms=timeout_ms)
+        return {name: consumer.module.sweeps.status(name) for name in consumer.module.sweeps.sweeps}
 
 
 def own_queues(monkeypatch) -> Queues:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import copy
 import functools
@@ -320,6 +321,17 @@ def run_rewrap(tenant_id: str, rewrap: Function | None = None) -> dict[str, Any]
     status, job = rewrap.http(http_sample("rewrap_post", tenant_id))
     assert status == 202 and job["status"] in ("running", "succeeded", "failed"), (status, job)
     return run_job(rewrap, job)
+
+
+def rewrap_wrapping_keys(*tenants: str, rewrap: Function | None = None) -> dict[str, int]:
+    """The re-wrap sweep's visit of each tenant, as its units run it (the sweep itself, through
+    its queue, is tests/integration/test_key_rotation.py's); what became of the versions, summed."""
+    rewrap = rewrap or Function("rewrap")
+    work = rewrap.module.sweeps.sweeps["rewrap_wrapping_keys"].work
+    totals: collections.Counter[str] = collections.Counter()
+    for tenant_id in tenants:
+        totals.update(work(tenant_id, lambda: False))
+    return dict(totals)
 
 
 def read_record(data: Function, tenant_id: str, name: str) -> tuple[bytes, int] | str:

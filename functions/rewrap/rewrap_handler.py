@@ -5,28 +5,32 @@
 - A unit of work ``{"tenant_id", "job_id"}``, invoked directly or as the body of a message on
   the job queue (an SQS event source mapping, partial batch failures reported), advances the
   job by one batch.
-- On schedule: every tenant with pending records, then the re-wrap of every key version held
-  under a wrapping key that is no longer current; the operator triggers that part alone by
-  invoking this function directly with {"job": "rewrap_wrapping_keys"}."""
+- On schedule, two sweeps fan out over every tenant through the rewrap sweep queue
+  (tenant_kms.sweeps): ``rewrap`` starts the job of each tenant with records under a retired
+  version, ``rewrap_wrapping_keys`` re-wraps each tenant's key versions held under a wrapping
+  key that is no longer current. The operator starts the latter alone by invoking this
+  function directly with {"job": "rewrap_wrapping_keys"}. The same function visits the units.
+
+A batch from Lambda's SQS event source holds either queue's messages: a sweep's units name
+their sweep, a job's are ``{"tenant_id", "job_id"}``."""
 
 import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tenant_kms import sweeps as sweep
 from tenant_kms.api import admin_resolver, current_caller, handle_admin, json_response, routed_tenant
 from tenant_kms.errors import InvalidRequest, NotFound
 from tenant_kms.invoke import JOB_UNIT_SCHEMA, compile_schema, respond
 from tenant_kms.jobs import RewrapJobs
-from tenant_kms.jobs import rewrap as rewrap_tenant
 from tenant_kms.observability import logger, metrics
 from tenant_kms.openapi import JOB_LOCATION, answers
 from tenant_kms.records import TenantRecords
 from tenant_kms.rotation import WrappingKeyRotation, is_key_rewrap
-from tenant_kms.schedule import deadline, is_scheduled, is_sqs_batch, run_until_deadline
+from tenant_kms.schedule import is_scheduled, is_sqs_batch
 from tenant_kms.service import TenantKms
 from tenant_kms.settings import Settings
 from tenant_kms.tracing import tracer
@@ -36,9 +40,16 @@ service = TenantKms(settings)
 records = TenantRecords(service)
 jobs = RewrapJobs(records)
 rotation = WrappingKeyRotation(service)
+sweeps = sweep.Sweeps(
+    [
+        sweep.rewrap(jobs, settings.rewrap_sweep_queue_url),
+        sweep.rewrap_wrapping_keys(rotation, settings.rewrap_sweep_queue_url),
+    ],
+    clock=service.clock,
+    region=settings.region,
+)
 app = admin_resolver()
 check_unit = compile_schema(JOB_UNIT_SCHEMA)
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @app.post(
@@ -104,16 +115,13 @@ def _advance_message(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if is_sqs_batch(event):
-        return process_partial_response(event, _advance_message, processor, context)
+        return sweeps.visit(event, context, other=_advance_message)
     if "job_id" in event:
         return respond(lambda: _advance(event))
     if is_key_rewrap(event):
-        return rotation.run(actor="operator", should_stop=deadline(context))
+        # Started, or answered while its units are still being visited: invoke again to follow it.
+        return sweeps.run(sweep.REWRAP_KEYS, context, unfinished=True)
     if is_scheduled(event):
-        stop = deadline(context)
-        pending = records.tenants_pending_rewrap()
-        summary = run_until_deadline(
-            pending, lambda t: rewrap_tenant(records, t, actor="schedule", should_stop=stop), context
-        )
-        return {**summary, "wrapping_keys": rotation.run(actor="schedule", should_stop=stop)}
+        # The second pages only what time the first left; a continuation unit does the rest.
+        return {name: sweeps.run(name, context) for name in (sweep.REWRAP, sweep.REWRAP_KEYS)}
     return handle_admin(app, event, context, settings, service.clock)

@@ -527,16 +527,6 @@ class TenantRecords:
             if row.status == RETIRED
         )
 
-    @classmethod
-    def tenants_pending_rewrap(cls) -> list[str]:
-        retiring = {
-            row.tenant_id
-            for row in KeyVersion.scan(
-                filter_condition=KeyVersion.status == RETIRED, attributes_to_get=["tenant_id", "version", "status"]
-            )
-        }
-        return sorted(tenant for tenant in retiring if cls.pending_rewrap(tenant))
-
 
 def _get_record(tenant_id: str, name: str) -> TenantRecord | None:
     try:

@@ -19,8 +19,7 @@ or erased version is never written back.
 from __future__ import annotations
 
 import json
-import secrets
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from tenant_kms.service import ACTIVE, ERASING, RETIRED, SEALED, TenantKms, iso
 REWRAP_KEYS_JOB = "rewrap_wrapping_keys"
 # Both the current and the held-back (retired) versions matter: a retired one still decrypts.
 LIVE = (ACTIVE, RETIRED)
+RING_FRESH_SECONDS = 60
 
 
 def is_key_rewrap(event: dict[str, Any]) -> bool:
@@ -61,90 +61,64 @@ class WrappingKeyRotation:
 
     def __init__(self, service: TenantKms) -> None:
         self.service = service
+        self._refreshed_at = float("-inf")
 
-    def run(self, *, actor: str, should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-        """Re-wrap every live version not on its config's current key, until ``should_stop``.
+    def rewrap_tenant(
+        self, tenant_id: str, *, actor: str, should_stop: Callable[[], bool] = lambda: False
+    ) -> dict[str, int]:
+        """Re-wrap the tenant's live versions not on their config's current key; what became of
+        them, counted (only the counts that are not zero): ``checked``, ``rewrapped``,
+        ``current``, ``skipped``, ``failed``, ``on_old_key`` (and ``on_old_key.<provider>``:
+        versions left on an old key, refused, unavailable or of a sealed tenant), ``sealed``
+        (the tenant, skipped without a provider call) or ``gone`` (erased or being erased).
 
-        Sealed tenants are skipped without a provider call and reported. Versions left on an
-        old key (not reached, refused, unavailable, sealed) are counted: when none are left,
-        the old key unwraps nothing any more.
-        """
+        Runs out of time (``should_stop``) by raising TimeoutError: the tenant is visited again
+        rather than left half done."""
         self._refresh_master_keys()
-        by_tenant: dict[str, list[KeyVersion]] = defaultdict(list)
-        for row in KeyVersion.scan(filter_condition=KeyVersion.status.is_in(*LIVE), consistent_read=True):
-            by_tenant[row.tenant_id].append(row)
-        tenants = list(by_tenant)
-        secrets.SystemRandom().shuffle(tenants)  # a run cut short does not start over with the same ones
-        current_ids: dict[tuple[str, str, str], str] = {}
+        config = self._config(tenant_id)
+        if config is None:
+            return {"gone": 1}
+        rows = list(KeyVersion.query(tenant_id, filter_condition=KeyVersion.status.is_in(*LIVE), consistent_read=True))
+        totals: Counter[str] = Counter()
         old_key: Counter[str] = Counter()
-        checked = rewrapped = skipped = 0
-        sealed: list[str] = []
-        failed: list[dict[str, Any]] = []
-        complete = True
-        for tenant_id in tenants:
-            rows = sorted(by_tenant[tenant_id], key=lambda row: row.version)
-            if should_stop():
-                complete = False
-                old_key.update(row.provider for row in rows)
-                continue
-            try:
-                config = self._config(tenant_id)
-            except TenantKmsError as error:  # our own storage, after its retries
-                old_key.update(row.provider for row in rows)
-                failed.append({"tenant_id": tenant_id, "code": error.code, "message": error.message})
-                continue
-            if config is None:
-                continue  # erased or being erased: nothing to keep
-            if config.status == SEALED:
-                sealed.append(tenant_id)
-                old_key.update(row.provider for row in rows)
-                continue
-            for row in rows:
+        current_ids: dict[tuple[str, str, str], str] = {}
+        if config.status == SEALED:
+            totals["sealed"] = 1
+            old_key.update(row.provider for row in rows)
+        else:
+            for row in sorted(rows, key=lambda row: row.version):
                 if should_stop():
-                    complete = False
-                    old_key[row.provider] += 1
-                    continue
-                checked += 1
+                    raise TimeoutError(f"no time left to re-wrap the versions of tenant {tenant_id}")
+                totals["checked"] += 1
                 try:
                     outcome = self._rewrap(row, current_ids, actor)
                 except (VersionFailed, TenantKmsError) as failure:  # the latter: our storage, after its retries
-                    old_key[row.provider] += 1
-                    failed.append(
-                        {
-                            "tenant_id": tenant_id,
-                            "version": row.version,
-                            "code": failure.code,
-                            "message": failure.message,
-                        }
-                    )
+                    outcome = "old"
+                    totals["failed"] += 1
                     count("KeyVersionRewrapFailures")
-                    logger.warning("key version not re-wrapped", tenant_id=tenant_id, code=failure.code)
-                    continue
-                if outcome == "rewrapped":
-                    rewrapped += 1
-                elif outcome == "skipped":
-                    skipped += 1
-                elif outcome == "old":
+                    logger.warning(
+                        "key version not re-wrapped", tenant_id=tenant_id, version=row.version, code=failure.code
+                    )
+                if outcome == "old":
                     old_key[row.provider] += 1
-        remaining = sum(old_key.values())
-        count("KeyVersionsRewrapped", rewrapped)
-        count("KeyVersionsOnOldWrappingKey", remaining)
+                else:
+                    totals[outcome] += 1
+        count("KeyVersionsRewrapped", totals["rewrapped"])
+        count("KeyVersionsOnOldWrappingKey", sum(old_key.values()))
         # Per provider too: a sealed customer's tenant says nothing about the master key.
-        for provider in sorted({row.provider for rows in by_tenant.values() for row in rows}):
+        for provider in sorted({row.provider for row in rows}):
             count_for("KeyVersionsOnOldWrappingKey", old_key[provider], provider=provider)
-        return {
-            "checked": checked,
-            "rewrapped": rewrapped,
-            "skipped": skipped,
-            "on_old_key": remaining,
-            "on_old_key_by_provider": dict(sorted(old_key.items())),
-            "sealed": sorted(sealed),
-            "failed": failed,
-            "complete": complete and remaining == 0,
-        }
+        totals["on_old_key"] = sum(old_key.values())
+        totals.update({f"on_old_key.{provider}": number for provider, number in old_key.items()})
+        return {name: number for name, number in sorted(totals.items()) if number}
 
     def _refresh_master_keys(self) -> None:
-        """What is current is decided on a fresh copy of the master key ring, never a stale one."""
+        """What is current is decided on a fresh copy of the master key ring, never a stale one
+        (read again at most once a minute: an instance visits many tenants in a row)."""
+        now = self.service.clock()
+        if now - self._refreshed_at < RING_FRESH_SECONDS:
+            return
+        self._refreshed_at = now
         try:
             wrapper = self.service.registry.wrapper_for("global", {}, "")
         except ProviderNotAvailable:

@@ -1,13 +1,10 @@
-"""Scheduled runs (EventBridge): work through tenants until the invocation's time runs out.
-Every scheduled job is resumable, so what is left is picked up by the next run."""
+"""Scheduled runs (EventBridge) and the events that start them, and the deadline every
+scheduled or queued run keeps: it stops before the invocation's time runs out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
-
-from tenant_kms.errors import TenantKmsError
-from tenant_kms.observability import count, logger
 
 # Leave this much of the invocation for the last tenant's writes and the metrics flush.
 SAFETY_MARGIN_MS = 30_000
@@ -40,21 +37,3 @@ def deadline(context: Any, budget_ms: int | None = None) -> Callable[[], bool]:
     if budget_ms is not None:
         margin = max(margin, remaining() - budget_ms)
     return lambda: remaining() < margin
-
-
-def run_until_deadline(
-    tenants: Iterable[str], job: Callable[[str], dict], context: Any, *, budget_ms: int | None = None
-) -> dict[str, Any]:
-    stop = deadline(context, budget_ms)
-    done, failed, results = 0, [], []
-    for tenant_id in tenants:
-        if stop():
-            break
-        try:
-            results.append({"tenant_id": tenant_id, **job(tenant_id)})
-            done += 1
-        except TenantKmsError as error:
-            failed.append({"tenant_id": tenant_id, "code": error.code, "message": error.message})
-            count("ScheduledTenantFailures")
-            logger.warning("scheduled job failed for tenant", tenant_id=tenant_id, code=error.code)
-    return {"tenants_done": done, "failed": failed, "results": results}

@@ -98,6 +98,7 @@ class Settings:
     sweep_table: str = ""
     reverify_queue_url: str = ""
     repoll_queue_url: str = ""
+    rewrap_sweep_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -145,6 +146,7 @@ class Settings:
             sweep_table=env.get("SWEEP_TABLE", "").strip(),
             reverify_queue_url=env.get("REVERIFY_QUEUE_URL", "").strip(),
             repoll_queue_url=env.get("REPOLL_QUEUE_URL", "").strip(),
+            rewrap_sweep_queue_url=env.get("REWRAP_SWEEP_QUEUE_URL", "").strip(),
         )
         if settings.admin_authorizer not in ADMIN_AUTHORIZERS:
             raise ConfigurationError(

@@ -6,9 +6,11 @@ hands the units to the function in batches, as many at once as its MaximumConcur
 allows; a unit whose work failed goes back to the queue alone (partial batch response) and,
 after repeated failures, to the dead-letter queue.
 
-Resumable: the scan position is stored after every page whose units were sent, so a sweep
-cut off (its invocation's time ran out, the instance died) goes on from there on the next
-run instead of starting again at the first tenant.
+Resumable: the scan position is stored after every page whose units were sent. A run whose
+invocation's time runs out sends a continuation unit, ``{"sweep", "sweep_id", "page"}``, to
+the sweep's queue, and the function receiving it pages on from there, so a sweep of many
+tenants finishes without waiting for the next schedule. A run that died (no continuation
+sent) leaves the sweep to the next scheduled run, which goes on from the stored page.
 
 Once per sweep: before working, a unit claims the tenant's visit for its sweep with a
 conditional write, and marks it done afterwards. A unit sent twice (a page sent again after a
@@ -30,10 +32,11 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, Upda
 from pynamodb.transactions import TransactWrite
 
 from tenant_kms.erasure import ERASING, status_of
-from tenant_kms.errors import Conflict, NotFound, TenantKmsError, Unavailable
+from tenant_kms.errors import Conflict, NotFound, Sealed, TenantKmsError, Unavailable
 from tenant_kms.jobs import RewrapJobs
 from tenant_kms.models import SWEEP_RUNS, SweepRun, SweepVisit, TenantConfig
 from tenant_kms.observability import count, logger
+from tenant_kms.rotation import WrappingKeyRotation
 from tenant_kms.schedule import deadline
 from tenant_kms.service import ACTIVE, iso
 from tenant_kms.settings import ConfigurationError
@@ -101,30 +104,62 @@ class Sweeps:
 
     # ------------------------------------------------------------------ paging
 
-    def run(self, name: str, context: Any, *, budget_ms: int | None = None) -> dict[str, Any]:
+    def run(self, name: str, context: Any, *, budget_ms: int | None = None, unfinished: bool = False) -> dict[str, Any]:
         """Send the units of the sweep under way (or of a new one) page by page, until the
-        tenants are all sent or the invocation's time is nearly spent."""
+        tenants are all sent or the invocation's time is nearly spent. ``unfinished``: a sweep
+        whose units are not all visited yet is the one under way (it is answered, not repeated)."""
+        sweep = self._sweep(name)
+        stop = deadline(context, budget_ms)
+        run, resumed = self._current_or_new(name, unfinished=unfinished)
+        sent = self._page(sweep, run, stop)
+        return {**self.status(name), "sent_now": sent, "resumed": resumed}
+
+    def _sweep(self, name: str) -> Sweep:
         sweep = self.sweeps[name]
         if not sweep.queue_url:
             raise ConfigurationError(f"sweep {name} has no queue: its queue URL setting is empty")
-        stop = deadline(context, budget_ms)
-        run, resumed = self._current_or_new(name)
+        return sweep
+
+    def _page(self, sweep: Sweep, run: SweepRun, stop: Callable[[], bool]) -> int:
         sent = 0
-        while run.status == PAGING and not stop():
+        while run.status == PAGING:
+            if stop():
+                self._continue_later(sweep, run)
+                break
             position = json.loads(run.position) if run.position else None
             tenants, after = sweep.pages(position, PAGE_SIZE)
-            self._send(sweep, run.sweep_id, tenants)
+            self._send(sweep, [self._unit(sweep, run.sweep_id, tenant_id) for tenant_id in tenants])
             if not self._advance(run, after, len(tenants)):
                 break  # another run advanced it meanwhile and goes on from there
             sent += len(tenants)
         count("SweepUnitsSent", sent)
-        return {**self.status(name), "sent_now": sent, "resumed": resumed}
+        return sent
 
-    def _current_or_new(self, name: str) -> tuple[SweepRun, bool]:
-        """The sweep still paging, or a new one when the last is paged (or there was none)."""
+    def _continue_later(self, sweep: Sweep, run: SweepRun) -> None:
+        """Out of time with pages left: the sweep's queue hands the rest to another invocation.
+        The unit names the page it follows, so a copy of it, or one overtaken by a scheduled
+        run, pages nothing."""
+        self._send(sweep, [{"sweep": sweep.name, "sweep_id": run.sweep_id, "page": int(run.pages)}])
+        count("SweepContinuations")
+
+    def _go_on(self, sweep: Sweep, sweep_id: str, page: int, stop: Callable[[], bool]) -> None:
+        """A continuation unit: page on, if the sweep still stands where the unit left it."""
+        run = self._run(sweep.name)
+        if run is not None and (run.sweep_id, run.status, int(run.pages)) == (sweep_id, PAGING, page):
+            self._page(sweep, run, stop)
+
+    @staticmethod
+    def _unit(sweep: Sweep, sweep_id: str, tenant_id: str) -> dict[str, str]:
+        return {"sweep": sweep.name, "sweep_id": sweep_id, "tenant_id": tenant_id}
+
+    def _current_or_new(self, name: str, *, unfinished: bool = False) -> tuple[SweepRun, bool]:
+        """The sweep still paging (or, if ``unfinished``, still being visited), or a new one
+        when the last is done with (or there was none)."""
         for _ in range(3):
             current = self._run(name)
-            if current is not None and current.status == PAGING:
+            if current is not None and (
+                current.status == PAGING or (unfinished and int(current.visited) < int(current.sent))
+            ):
                 return current, True
             now = self.clock()
             run = SweepRun(
@@ -158,14 +193,11 @@ class Sweeps:
         except DoesNotExist:
             return None
 
-    def _send(self, sweep: Sweep, sweep_id: str, tenants: list[str]) -> None:
-        for start in range(0, len(tenants), SEND_BATCH):
+    def _send(self, sweep: Sweep, units: list[dict[str, Any]]) -> None:
+        for start in range(0, len(units), SEND_BATCH):
             entries = [
-                {
-                    "Id": str(number),
-                    "MessageBody": json.dumps({"sweep": sweep.name, "sweep_id": sweep_id, "tenant_id": tenant_id}),
-                }
-                for number, tenant_id in enumerate(tenants[start : start + SEND_BATCH])
+                {"Id": str(number), "MessageBody": json.dumps(unit)}
+                for number, unit in enumerate(units[start : start + SEND_BATCH])
             ]
             for _ in range(SEND_ATTEMPTS):
                 failed = self.sqs.send_message_batch(QueueUrl=sweep.queue_url, Entries=entries).get("Failed") or []
@@ -215,21 +247,35 @@ class Sweeps:
 
     # ---------------------------------------------------------------- visiting
 
-    def visit(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """A batch of units from Lambda's SQS event source; the failed ones are answered back."""
+    def visit(
+        self, event: dict[str, Any], context: Any, *, other: Callable[[SQSRecord], None] | None = None
+    ) -> dict[str, Any]:
+        """A batch of units from Lambda's SQS event source; the failed ones are answered back.
+        ``other`` takes the records that are no sweep's units (a job's, on the same function)."""
         stop = deadline(context)
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
         def unit(record: SQSRecord) -> None:
-            body = record.json_body
+            body = _json_body(record)
+            if not (isinstance(body, dict) and "sweep" in body) and other is not None:
+                other(record)
+                return
             if not isinstance(body, dict) or body.get("sweep") not in self.sweeps:
                 raise ValueError("not a unit of a sweep this function runs")
             if stop():
                 raise TimeoutError("no time left in this invocation; the unit waits in the queue")
+            sweep = self.sweeps[body["sweep"]]
+            if "tenant_id" not in body:
+                self._go_on(sweep, str(body["sweep_id"]), int(body["page"]), stop)
+                return
             remaining_ms = context.get_remaining_time_in_millis()
-            self._visit(self.sweeps[body["sweep"]], str(body["sweep_id"]), str(body["tenant_id"]), stop, remaining_ms)
+            self._visit(sweep, str(body["sweep_id"]), str(body["tenant_id"]), stop, remaining_ms)
 
-        return process_partial_response(event=event, record_handler=unit, processor=processor, context=context)
+        # A continuation pages until the invocation's time is nearly out: the batch's visits first.
+        records = sorted(event["Records"], key=_is_continuation)
+        return process_partial_response(
+            event={**event, "Records": records}, record_handler=unit, processor=processor, context=context
+        )
 
     def _visit(self, sweep: Sweep, sweep_id: str, tenant_id: str, stop: Callable[[], bool], lease_ms: int) -> None:
         claim = uuid.uuid4().hex
@@ -325,6 +371,21 @@ class Sweeps:
         return {"sweep_id": visit.sweep_id, "state": visit.state, "outcome": visit.outcome}
 
 
+def _json_body(record: SQSRecord) -> Any:
+    try:
+        return json.loads(record.body)
+    except ValueError:
+        return None
+
+
+def _is_continuation(record: dict[str, Any]) -> bool:
+    try:
+        body = json.loads(record.get("body") or "")
+    except (TypeError, ValueError):
+        return False
+    return isinstance(body, dict) and "sweep" in body and "tenant_id" not in body
+
+
 # ------------------------------------------------------------------ the sweeps
 
 REVERIFY, REPOLL = "reverify", "repoll_sealed"
@@ -360,3 +421,38 @@ def repoll(unsealing: Unsealing, queue_url: str) -> Sweep:
         return {"active" if unsealing.repoll(tenant_id)["status"] == ACTIVE else "sealed": 1}
 
     return Sweep(REPOLL, queue_url, sealed_tenants, work)
+
+
+REWRAP, REWRAP_KEYS = "rewrap", "rewrap_wrapping_keys"
+
+
+def rewrap(jobs: RewrapJobs, queue_url: str) -> Sweep:
+    """Start the rewrap job of every tenant with records under a retired version (or find the
+    one running): the job moves them at the tenant's rate, as after ``POST …/rewrap``."""
+
+    def work(tenant_id: str, should_stop: Callable[[], bool]) -> dict[str, int]:
+        if not jobs.records.pending_rewrap(tenant_id):
+            return {"nothing_pending": 1}
+        asked_at = iso(jobs.kms.clock())
+        try:
+            job = jobs.start(tenant_id, actor="schedule")
+        except Sealed:
+            return {"sealed": 1}  # its records wait under the retired version until it unseals
+        except NotFound:
+            return {"gone": 1}
+        except Conflict:
+            if status_of(tenant_id) != ERASING:
+                raise
+            return {"erasing": 1}
+        return {"job_started" if job["started_at"] >= asked_at else "job_running": 1}
+
+    return Sweep(REWRAP, queue_url, every_tenant, work)
+
+
+def rewrap_wrapping_keys(rotation: WrappingKeyRotation, queue_url: str) -> Sweep:
+    """Re-wrap every tenant's key versions held under a wrapping key that is no longer current."""
+
+    def work(tenant_id: str, should_stop: Callable[[], bool]) -> dict[str, int]:
+        return rotation.rewrap_tenant(tenant_id, actor="schedule", should_stop=should_stop)
+
+    return Sweep(REWRAP_KEYS, queue_url, every_tenant, work)

@@ -1,27 +1,49 @@
 """Rotating the global master key with nothing sealed: versions made under K1 keep reading
-once the deployment holds "K2,K1", new versions wrap under K2, the scheduled run re-wraps
+once the deployment holds "K2,K1", new versions wrap under K2, the scheduled sweep re-wraps
 every live version under K2 (same TMK, records untouched), and a deployment on K2 alone
-serves every tenant. The same through the Secrets Manager secret's AWSCURRENT/AWSPREVIOUS."""
+serves every tenant. The same through the Secrets Manager secret's AWSCURRENT/AWSPREVIOUS.
+The schedule runs as deployed: its run sends a unit per tenant to the rewrap sweep queue,
+and the queue's event source (moto's SQS, Lambda's event) hands them to the function."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 
 import boto3
 import pytest
 from deployment import deploy_master_keys, own_tables
-from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, run_rewrap, sample
+from support import (
+    JOB_TIMEOUT_MS,
+    Function,
+    b64,
+    http_sample,
+    invoke_sample,
+    read_record,
+    run_rewrap,
+    sample,
+    structured_logs,
+)
 
 from kms_wrapping.global_wrap import master_key_id
 from tenant_kms.models import KeyVersion
+from tenant_kms.sweeps import Sweeps
 
 K1, K2, K3 = (secrets.token_bytes(32) for _ in range(3))
 
 
 @pytest.fixture
-def deployment(monkeypatch):
-    return own_tables(monkeypatch)
+def deployment(monkeypatch, queues):
+    own_tables(monkeypatch)
+    return queues
+
+
+def keys_sweep(status: dict) -> dict[str, int]:
+    """The re-wrap sweep's totals, once every tenant was visited."""
+    keys = status["rewrap_wrapping_keys"]
+    assert keys["finished"], keys
+    return keys["totals"]
 
 
 def given_tenants(names: list[str]) -> dict[str, dict[str, bytes]]:
@@ -94,18 +116,24 @@ def test_master_key_rotation_end_to_end(deployment, monkeypatch, capsys):
     assert set(key_ids.values()) == {master_key_id(K1)}
     destroyed_before = KeyVersion.get("initech", 1, consistent_read=True).attribute_values
 
-    # When the scheduled run comes
+    # When the scheduled sweeps come
     capsys.readouterr()
-    summary = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)
+    with structured_logs() as logs:
+        swept = deployment.rewrap_schedule()
 
-    # Then it re-wrapped every live version still under K1, and says none is left on an old key
-    keys = summary["wrapping_keys"]
-    assert (keys["rewrapped"], keys["on_old_key"], keys["failed"], keys["complete"]) == (len(key_ids), 0, [], True)
-    assert keys["on_old_key_by_provider"] == {}
+    # Then the rewrap sweep started the jobs of the tenants with records on a retired version
+    assert swept["rewrap"]["totals"] == {"job_started": 2, "nothing_pending": 1}
+    # and the re-wrap sweep re-wrapped every live version still under K1: none is left on an old key
+    keys = keys_sweep(swept)
+    assert keys == {"checked": len(key_ids) + 1, "current": 1, "rewrapped": len(key_ids)}
     printed = capsys.readouterr().out
     assert ({"service": "tenant-kms", "provider": "global"}, 0.0) in emitted_in(printed, "KeyVersionsOnOldWrappingKey")
-    assert [value for _, value in emitted_in(printed, "KeyVersionsRewrapped")] == [len(key_ids)]
+    assert sum(value for _, value in emitted_in(printed, "KeyVersionsRewrapped")) == len(key_ids)
     assert emitted_in(printed, "KeyVersionRewrapFailures") == []
+    audited = [json.loads(line)["audit"] for line in logs.getvalue().splitlines() if "rewrap_key_version" in line]
+    assert sorted((a["tenant_id"], a["version"], a["actor"], a["to_key_id"]) for a in audited) == sorted(
+        (tenant, version, "schedule", master_key_id(K2)) for tenant, version in key_ids
+    )
     for tenant in values:
         live = [v for v in versions(tenant) if v["status"] != "destroyed"]
         assert {v["key_id"] for v in live} == {master_key_id(K2)}, tenant
@@ -123,8 +151,8 @@ def test_master_key_rotation_end_to_end(deployment, monkeypatch, capsys):
             if v["status"] != "destroyed":
                 assert "key_b64" in unwrap(invoke_sample("unwrap_version", tenant, version=v["version"])), v
         assert status(tenant) == "active"
-    again = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
-    assert (again["rewrapped"], again["on_old_key"], again["sealed"]) == (0, 0, [])
+    again = keys_sweep(deployment.rewrap_schedule())
+    assert again == {"checked": len(key_ids) + 1, "current": len(key_ids) + 1}
 
 
 def test_the_operator_triggers_the_rewrap_by_direct_invoke(deployment, monkeypatch):
@@ -132,10 +160,32 @@ def test_the_operator_triggers_the_rewrap_by_direct_invoke(deployment, monkeypat
     values = given_tenants(["acme"])
     deploy_master_keys(monkeypatch, K2, K1)
     tmk_before = Function("unwrap")(invoke_sample("unwrap_version", "acme", version=1))["key_b64"]
+    operator = Function("rewrap")
 
-    answer = Function("rewrap")(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    # When the operator invokes it: the re-wrap sweep starts; invoked again before its units
+    # are visited, it answers the same sweep rather than starting another
+    answer = operator(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    assert (answer["sweep"], answer["status"], answer["sent"], answer["finished"]) == (
+        "rewrap_wrapping_keys",
+        "paged",
+        1,
+        False,
+    )
+    again = operator(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    assert (again["sweep_id"], again["sent"], again["resumed"]) == (answer["sweep_id"], 1, True)
+    consumer = Function("rewrap")
+    deployment.deliver(deployment.urls["RewrapSweepQueue"], consumer)
 
-    assert (answer["rewrapped"], answer["on_old_key"], answer["complete"]) == (2, 0, True)
+    # Then acme's two versions were re-wrapped, and the sweep says so
+    done = operator(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    assert done["sweep_id"] != answer["sweep_id"]  # that one finished: this is the next
+    status = consumer.module.sweeps.status("rewrap_wrapping_keys")
+    assert status["sweep_id"] == done["sweep_id"]
+    assert Sweeps.visit_of("rewrap_wrapping_keys", "acme") == {
+        "sweep_id": answer["sweep_id"],
+        "state": "done",
+        "outcome": "checked,rewrapped",
+    }
     deploy_master_keys(monkeypatch, K2)
     # The TMK is the same one: records sealed under it before the re-wrap still open
     assert Function("unwrap")(invoke_sample("unwrap_version", "acme", version=1))["key_b64"] == tmk_before
@@ -154,11 +204,13 @@ def test_sealed_tenants_are_skipped_reported_and_not_failures(deployment, monkey
     real_unwrap = wrapper.unwrap
     wrapper.unwrap = lambda wrapped, context: unwraps.append(context.tenant_id) or real_unwrap(wrapped, context)
 
-    keys = rewrap(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
+    status = deployment.rewrap_schedule(rewrap)
 
-    assert keys["sealed"] == ["acme"] and keys["failed"] == [] and "acme" not in unwraps
-    assert keys["rewrapped"] == 2 and keys["on_old_key"] == 2 and keys["on_old_key_by_provider"] == {"global": 2}
-    assert keys["complete"] is False
+    assert keys_sweep(status) == {"checked": 2, "on_old_key": 2, "on_old_key.global": 2, "rewrapped": 2, "sealed": 1}
+    assert "acme" not in unwraps
+    assert Sweeps.visit_of("rewrap_wrapping_keys", "acme")["outcome"] == "on_old_key,on_old_key.global,sealed"
+    # and its records wait: a sealed tenant's job is not started
+    assert Sweeps.visit_of("rewrap", "acme")["outcome"] == "sealed"
 
 
 @pytest.fixture
@@ -169,7 +221,7 @@ def secrets_manager(moto_server, monkeypatch):
 
 def test_master_key_rotation_through_the_secret(deployment, secrets_manager, monkeypatch):
     # Given a deployment reading its master key from the secret, tenants under K1
-    arn = secrets_manager.create_secret(Name=f"mk-{deployment['TenantConfigTable']}", SecretString=b64(K1))["ARN"]
+    arn = secrets_manager.create_secret(Name=f"mk-{os.environ['CONFIG_TABLE']}", SecretString=b64(K1))["ARN"]
     monkeypatch.setenv("MASTER_KEY_B64", "")
     monkeypatch.setenv("MASTER_KEY_SECRET_ID", arn)
     values = given_tenants(["acme", "globex"])
@@ -186,8 +238,8 @@ def test_master_key_rotation_through_the_secret(deployment, secrets_manager, mon
     assert status("acme") == "active"
 
     # When the scheduled run re-wraps, and the secret rotates once more (K1 leaves the ring)
-    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
-    assert (keys["rewrapped"], keys["on_old_key"]) == (4, 0)
+    keys = keys_sweep(deployment.rewrap_schedule())
+    assert (keys["rewrapped"], keys.get("on_old_key", 0)) == (4, 0)
     secrets_manager.put_secret_value(SecretId=arn, SecretString=b64(K3))
 
     # Then every record of every tenant reads on fresh instances, and every tenant is active
@@ -196,17 +248,18 @@ def test_master_key_rotation_through_the_secret(deployment, secrets_manager, mon
     assert [status(t) for t in values] == ["active", "active"]
 
 
-def test_a_run_cut_short_says_what_is_left_and_the_next_one_finishes(deployment, monkeypatch):
+def test_a_visit_out_of_time_is_left_to_come_again_and_the_sweep_finishes(deployment, monkeypatch):
     deploy_master_keys(monkeypatch, K1)
     values = given_tenants(["acme", "globex"])
     deploy_master_keys(monkeypatch, K2, K1)
     rotation = Function("rewrap").module.rotation
     checks = iter(range(100))
 
-    cut = rotation.run(actor="test", should_stop=lambda: next(checks) >= 5)  # asked per tenant and per version
+    # A visit runs out of time after acme's first version: it raises, so the unit comes again
+    with pytest.raises(TimeoutError):
+        rotation.rewrap_tenant("acme", actor="test", should_stop=lambda: next(checks) >= 1)
 
-    assert (cut["rewrapped"], cut["on_old_key"], cut["complete"]) == (3, 1, False)
-    rest = Function("rewrap")(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
-    assert (rest["checked"], rest["rewrapped"], rest["on_old_key"], rest["complete"]) == (4, 1, 0, True)
+    keys = keys_sweep(deployment.rewrap_schedule())
+    assert keys == {"checked": 4, "current": 1, "rewrapped": 3}
     deploy_master_keys(monkeypatch, K2)
     every_record_reads(values)

@@ -10,16 +10,15 @@ import secrets
 import pytest
 from deployment import deploy_master_keys, own_tables
 from support import (
-    JOB_TIMEOUT_MS,
     Function,
     b64,
     http_sample,
     invoke_sample,
     key_versions,
     read_record,
+    rewrap_wrapping_keys,
     run_purge,
     run_rewrap,
-    sample,
 )
 
 from kms_wrapping.global_wrap import master_key_id
@@ -84,9 +83,9 @@ def test_a_provision_landing_mid_rewrap_keeps_one_active_version_and_every_key(r
     rewrap = Function("rewrap")
     raced = racing(rewrap, lambda _row: Function("provision").http(http_sample("provision_post", tenant_id)))
 
-    keys = rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    keys = rewrap_wrapping_keys(tenant_id, rewrap=rewrap)
 
-    assert raced == [1] and keys["rewrapped"] == 1 and keys["on_old_key"] == 0
+    assert raced == [1] and keys == {"checked": 1, "rewrapped": 1}
     versions = {v: row(tenant_id, v) for v in (1, 2)}
     assert [versions[1]["status"], versions[2]["status"]] == ["retired", "active"]  # the provision's retire stands
     assert versions[1]["key_id"] == versions[2]["key_id"] == master_key_id(K2)
@@ -108,9 +107,9 @@ def test_a_destroy_landing_mid_rewrap_is_never_undone(rotated, tenant_id):
         on_version=1,
     )
 
-    keys = rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    keys = rewrap_wrapping_keys(tenant_id, rewrap=rewrap)
 
-    assert raced == [1] and (keys["rewrapped"], keys["skipped"], keys["on_old_key"]) == (1, 1, 0)
+    assert raced == [1] and keys == {"checked": 2, "rewrapped": 1, "skipped": 1}
     destroyed = row(tenant_id, 1)
     assert destroyed["status"] == "destroyed" and "wrapped_key" not in destroyed and "rewrapped_at" not in destroyed
     assert Function("unwrap")(invoke_sample("unwrap_version", tenant_id, version=1))["error"]["code"] == "not_found"
@@ -124,9 +123,9 @@ def test_an_erase_landing_mid_rewrap_leaves_nothing_behind(rotated, tenant_id):
     erase = Function("erase")
     raced = racing(rewrap, lambda _row: erase.http(http_sample("erase_delete", tenant_id)))
 
-    keys = rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    keys = rewrap_wrapping_keys(tenant_id, rewrap=rewrap)
 
-    assert raced and keys["rewrapped"] == 0 and keys["failed"] == [] and keys["on_old_key"] == 0
+    assert raced and keys == {"checked": 2, "skipped": 2}
     assert list(KeyVersion.query(tenant_id, consistent_read=True)) == []
     assert run_purge(tenant_id, rewrap)["status"] == "succeeded"  # the records go with the purge job
     assert list(TenantRecord.query(tenant_id, consistent_read=True)) == []
@@ -142,7 +141,7 @@ def test_a_record_written_mid_rewrap_keeps_its_value_and_its_count(rotated, tena
         rewrap, lambda _row: data(invoke_sample("tenant_data_put", tenant_id, name="c", value_b64=b64(b"written")))
     )
 
-    rewrap(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)
+    rewrap_wrapping_keys(tenant_id, rewrap=rewrap)
 
     assert raced == [1]
     assert [v["records"] for v in key_versions(tenant_id)] == [3] and row(tenant_id, 1)["key_id"] == master_key_id(K2)
@@ -155,11 +154,11 @@ def test_two_rewraps_of_one_version_write_it_once(rotated, tenant_id):
     rotated()
     first, second = Function("rewrap"), Function("rewrap")
     answers = []
-    racing(first, lambda _row: answers.append(second(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS)))
+    racing(first, lambda _row: answers.append(rewrap_wrapping_keys(tenant_id, rewrap=second)))
 
-    answers.append(first(sample("rewrap_wrapping_keys"), timeout_ms=JOB_TIMEOUT_MS))
+    answers.append(rewrap_wrapping_keys(tenant_id, rewrap=first))
 
-    assert [(a["rewrapped"], a["skipped"], a["on_old_key"]) for a in answers] == [(1, 0, 0), (0, 1, 0)]
+    assert answers == [{"checked": 1, "rewrapped": 1}, {"checked": 1, "skipped": 1}]
     version = row(tenant_id, 1)
     assert version["key_id"] == master_key_id(K2) and version["status"] == "active"
     assert tmk(tenant_id, 1) == before

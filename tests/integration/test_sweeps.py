@@ -2,10 +2,12 @@
 config table into the queue, Lambda's event source (played by local_queues.deliver, with the
 event Lambda sends) hands the units to the function, and a partial batch response returns
 the failed ones. Every tenant is visited exactly once per sweep, even when the sweep is cut
-off and resumed and when a unit arrives twice."""
+off and resumed and when a unit arrives twice. A run cut off by its deadline hands the rest
+of the paging on through a continuation unit, so the sweep ends without the next schedule."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -13,10 +15,20 @@ from collections import Counter
 import pytest
 from deployment import own_tables
 from local_gateway import LocalContext
-from support import JOB_TIMEOUT_MS, Clock, Function, emf_metrics, http_sample, sample
+from local_queues import lambda_event
+from support import (
+    JOB_TIMEOUT_MS,
+    Clock,
+    Function,
+    emf_metrics,
+    http_sample,
+    records_on_a_retired_version,
+    rewrap_job_get,
+    sample,
+)
 
 from tenant_kms.models import SweepVisit, TenantConfig
-from tenant_kms.sweeps import PAGE_SIZE, REPOLL, REVERIFY, Sweeps
+from tenant_kms.sweeps import PAGE_SIZE, REPOLL, REVERIFY, REWRAP, REWRAP_KEYS, Sweeps
 
 TENANTS = 2_000
 
@@ -31,6 +43,37 @@ class CutOff(LocalContext):
     def get_remaining_time_in_millis(self) -> int:
         self.asks -= 1
         return JOB_TIMEOUT_MS if self.asks >= 0 else 0
+
+
+class PageBudget:
+    """The event source's consumer, each invocation's time running out once it paged
+    ``pages`` pages (the deadline the handler reads, not wall time): a continuation unit pages
+    that much, then hands on to the next. Keeps the continuation units it was handed."""
+
+    def __init__(self, function: Function, pages: int = 1) -> None:
+        self.function, self.logical_id, self.pages = function, function.logical_id, pages
+        self.read = self.handed = 0
+        self.continuations: set[str] = set()  # message ids: a unit back from the queue is handed again
+        sweeps = function.module.sweeps
+        for name, sweep in list(sweeps.sweeps.items()):
+            sweeps.sweeps[name] = dataclasses.replace(sweep, pages=self._counted(sweep.pages))
+
+    def _counted(self, pages):
+        def read(position, limit):
+            self.read += 1
+            return pages(position, limit)
+
+        return read
+
+    def __call__(self, event: dict, *, timeout_ms: int) -> dict:
+        for record in event["Records"]:
+            if "tenant_id" not in json.loads(record["body"]):
+                self.handed += 1
+                self.continuations.add(record["messageId"])
+        started = self.read
+        context = LocalContext(self.logical_id, timeout_ms=timeout_ms)
+        context.get_remaining_time_in_millis = lambda: timeout_ms if self.read - started < self.pages else 0
+        return self.function.module.lambda_handler(event, context)
 
 
 class Killed(Exception):
@@ -110,17 +153,15 @@ def test_a_sweep_cut_off_and_resumed_visits_every_tenant_exactly_once(fleet, que
     queue_url = queues.urls["ReverifyQueue"]
     scheduled = sample("verify_scheduled")
 
-    # When the schedule's run is cut off at its deadline after one page, and the event source
-    # visits what it sent (the queue is drained page by page: moto's SQS slows with its depth)
-    scheduler = Function("verify")  # a warm instance runs the schedule, another one visits
+    # When the schedule's run is cut off at its deadline after one page (its continuation unit
+    # waits behind the tenants' units), and the next scheduled run comes first and is cut off too
+    scheduler = Function("verify")  # a warm instance runs the schedule, others visit
     first = scheduler.module.lambda_handler(scheduled, CutOff(pages=1))
     assert (first["status"], first["sent"], first["resumed"]) == ("paging", PAGE_SIZE, False)
-    delivered = queues.deliver(queue_url, consumer)
-
-    # When the next run resumes it, and the one after dies in the middle of a page
     second = scheduler.module.lambda_handler(scheduled, CutOff(pages=1))
     assert (second["sweep_id"], second["sent"], second["resumed"]) == (first["sweep_id"], 2 * PAGE_SIZE, True)
-    delivered += queues.deliver(queue_url, consumer)
+
+    # and the one after dies in the middle of a page (sending no continuation)
     dying = Function("verify")
     killed_after(dying, batches=7)
     with pytest.raises(Killed):
@@ -128,28 +169,71 @@ def test_a_sweep_cut_off_and_resumed_visits_every_tenant_exactly_once(fleet, que
     # (the units it sent wait, some twice, and the stored position is before its page)
     assert consumer.module.sweeps.status("reverify")["sent"] == 2 * PAGE_SIZE
     sent_twice(queues, queue_url, batches=2)
-    delivered += queues.deliver(queue_url, consumer)
 
-    # When the following runs resume from there, a page each, until every tenant was sent
-    runs = []
-    while not runs or runs[-1]["status"] == "paging":
-        runs.append(scheduler.module.lambda_handler(scheduled, CutOff(pages=1)))
-        delivered += queues.deliver(queue_url, consumer)
+    # When the event source hands everything over, each invocation's time running out after a page
+    visiting = PageBudget(consumer, pages=1)
+    delivered = queues.deliver(queue_url, visiting)
 
-    # Then they went on where the last stored page ended, never from the first tenant
-    assert {(run["sweep_id"], run["resumed"]) for run in runs} == {(first["sweep_id"], True)}
-    assert sum(run["sent_now"] for run in runs) == TENANTS - 2 * PAGE_SIZE
-    assert delivered == TENANTS + 70 + 20  # the dead run's 7 batches, and the units SQS delivered twice
+    # Then the continuation units paged on where the last stored page ended, a page each, the
+    # first run's (overtaken by the second) paging nothing, until every tenant was sent
+    status = consumer.module.sweeps.status("reverify")
+    assert (status["sweep_id"], status["status"], status["sent"]) == (first["sweep_id"], "paged", TENANTS)
+    assert visiting.read == len(visiting.continuations) - 1 == TENANTS // PAGE_SIZE - 2 + 1  # and an empty last page
+    # the dead run's 7 batches, and the units SQS delivered twice
+    assert delivered == TENANTS + 70 + 20 + visiting.handed
 
     # and every tenant was verified exactly once, and the sweep counted each once
     assert verified == Counter({tenant_id: 1 for tenant_id in fleet})
-    status = consumer.module.sweeps.status("reverify")
-    assert (status["sent"], status["visited"], status["finished"]) == (TENANTS, TENANTS, True)
+    assert (status["visited"], status["finished"]) == (TENANTS, True)
     assert status["totals"] == {"verified": TENANTS}
     assert queues.depth("ReverifyQueue") == queues.depth("SweepDeadLetterQueue") == 0
     probe = random.Random(7).sample(fleet, 5)
     assert all(TenantConfig.get(t, consistent_read=True).last_verified_at for t in probe)
     assert {SweepVisit.get(t, "reverify").sweep_id for t in probe} == {first["sweep_id"]}
+
+
+def test_a_sweep_cut_off_finishes_through_its_continuation_units_before_the_next_schedule(monkeypatch, queues):
+    """Catches a sweep whose paging waits for the next scheduled run once a run is cut off,
+    and a continuation unit delivered twice paging twice (README, Scheduled jobs)."""
+    tenants = global_tenants(monkeypatch, 3 * PAGE_SIZE + 50)
+    consumer = Function("verify")
+    verified = counting_verifies(consumer)
+    queue_url = queues.urls["ReverifyQueue"]
+
+    # When the schedule's only run is cut off after one page
+    run = Function("verify").module.lambda_handler(sample("verify_scheduled"), CutOff(pages=1))
+    assert (run["status"], run["sent"]) == ("paging", PAGE_SIZE)
+    # (its continuation unit, among the tenants' units, arrives twice: SQS delivers at least once)
+    continuations = [m for m in waiting(queues, queue_url) if "tenant_id" not in json.loads(m["Body"])]
+    assert [json.loads(m["Body"]) for m in continuations] == [
+        {"sweep": "reverify", "sweep_id": run["sweep_id"], "page": 1}
+    ]
+    queues.client.send_message(QueueUrl=queue_url, MessageBody=continuations[0]["Body"])
+
+    # and the event source hands the units over, each invocation's time running out after a page
+    visiting = PageBudget(consumer, pages=1)
+    queues.deliver(queue_url, visiting)
+
+    # Then the sweep is paged and every tenant visited once, with no other scheduled run
+    status = consumer.module.sweeps.status("reverify")
+    assert (status["sweep_id"], status["status"], status["finished"]) == (run["sweep_id"], "paged", True)
+    assert (status["sent"], status["visited"]) == (len(tenants), len(tenants))
+    assert verified == Counter({tenant_id: 1 for tenant_id in tenants})
+    # the first run's continuation and its copy (paging nothing), then one per page until the last
+    assert (len(visiting.continuations), visiting.read) == (4, 3)
+    assert queues.depth("ReverifyQueue") == queues.depth("SweepDeadLetterQueue") == 0
+
+
+def waiting(queues, queue_url: str) -> list[dict]:
+    """Every message waiting in the queue, left waiting."""
+    seen = []
+    while batch := queues.client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        seen += batch
+    for message in seen:
+        queues.client.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return seen
 
 
 def test_a_unit_of_an_older_sweep_does_nothing_once_a_later_one_visited(monkeypatch, queues):
@@ -257,3 +341,39 @@ def test_a_visit_whose_worker_died_is_taken_by_the_unit_once_the_claim_lapsed(mo
     # Then the unit visited acme, once
     assert verified["acme"] == 1
     assert Sweeps.visit_of(REVERIFY, "acme")["outcome"] == "verified"
+
+
+def test_rewrap_sweep_units_and_job_units_are_told_apart_in_lambdas_batches(monkeypatch, queues):
+    """Catches RewrapFunction taking a sweep's unit for a job's (or the reverse), a sweep unit
+    of the rewrap visiting twice, and a scheduled rewrap that is not a job (README, Scheduled jobs)."""
+    # Given acme with a record under its retired version 1
+    global_tenants(monkeypatch, 0)
+    records_on_a_retired_version("acme", 1)
+    rewrap = Function("rewrap")
+
+    # When the sample batch of rewrap sweep units arrives, twice (SQS delivers at least once)
+    answers = [rewrap(sample("rewrap_sweep_units")) for _ in range(2)]
+
+    # Then acme's rewrap job was started once, by the schedule, and its versions checked once
+    assert answers == [{"batchItemFailures": []}] * 2
+    assert Sweeps.visit_of(REWRAP, "acme")["outcome"] == "job_started"
+    assert Sweeps.visit_of(REWRAP_KEYS, "acme")["outcome"] == "checked,current"
+    (message,) = queues.client.receive_message(QueueUrl=queues.urls["RewrapJobQueue"]).get("Messages", [])
+    job = json.loads(message["Body"])
+
+    # When the job's unit comes in one batch with a sweep unit of a later sweep (what a batch
+    # of either queue could hold), each is told apart
+    arn = "arn:aws:sqs:us-east-1:123456789012:RewrapJobQueue"
+    batch = lambda_event([message], arn, "us-east-1")
+    later = {"sweep": REWRAP, "sweep_id": "2099-01-01T00:00:00.000Z~00000000", "tenant_id": "acme"}
+    batch["Records"].append({**batch["Records"][0], "messageId": "later-sweep", "body": json.dumps(later)})
+    assert rewrap(batch) == {"batchItemFailures": []}
+
+    # Then the job moved the record, and the later sweep found its job finished and nothing pending
+    status, view = rewrap.http(rewrap_job_get("acme", job["job_id"]))
+    assert (status, view["status"], view["migrated"], view["remaining"]) == (200, "succeeded", 1, 0)
+    assert Sweeps.visit_of(REWRAP, "acme") == {
+        "sweep_id": later["sweep_id"],
+        "state": "done",
+        "outcome": "nothing_pending",
+    }

@@ -339,12 +339,28 @@ def lifecycle(stack: Stack, call: StartLambda) -> tuple[dict[str, Any], dict[str
 
     status, job = http(call("RewrapFunction", "rewrap_post"))
     assert (status, job["status"], job["migrated"], job["remaining"]) == (202, "running", 0, 1)  # a job, nothing moved
+    # The schedule's two sweeps send acme's units; the function visits them as the event source
+    # hands them over: the rewrap finds acme's job running, acme's two versions are on the current key
     scheduled = call("RewrapFunction", "rewrap_scheduled")
-    assert (scheduled["tenants_done"], scheduled["failed"]) == (1, [])
-    assert [(r["tenant_id"], r["migrated"], r["complete"]) for r in scheduled["results"]] == [("acme", 1, True)]
-    keys = scheduled["wrapping_keys"]  # acme's two versions are on the current master key
-    assert (keys["checked"], keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (2, 0, 0, [])
-    assert call("RewrapFunction", "rewrap_wrapping_keys")["complete"] is True
+    assert {name: (s["status"], s["sent"]) for name, s in scheduled.items()} == {
+        "rewrap": ("paged", 1),
+        "rewrap_wrapping_keys": ("paged", 1),
+    }
+    assert invoke(stack, "RewrapFunction", stack.units("RewrapSweepQueue")) == {"batchItemFailures": []}
+    visits = stack.dynamodb.scan(TableName=testenv.TABLES["SweepTable"])["Items"]
+    outcomes = {v["sweep"]["S"]: v.get("outcome", {}).get("S") for v in visits if v["tenant_id"]["S"] == "acme"}
+    assert outcomes == {"reverify": "verified", "rewrap": "job_running", "rewrap_wrapping_keys": "checked,current"}
+    assert invoke(stack, "RewrapFunction", "rewrap_sweep_units") == {"batchItemFailures": []}  # older: nothing
+    # and the job's unit, from the job queue, moves acme's record
+    assert invoke(stack, "RewrapFunction", stack.units("RewrapJobQueue")) == {"batchItemFailures": []}
+    # The operator's re-wrap starts a new sweep (the last one is finished)
+    operator = call("RewrapFunction", "rewrap_wrapping_keys")
+    assert (operator["sweep"], operator["status"], operator["sent"], operator["resumed"]) == (
+        "rewrap_wrapping_keys",
+        "paged",
+        1,
+        False,
+    )
 
     assert call("TenantDataFunction", "tenant_data_get") == {
         "name": "db-admin-password",

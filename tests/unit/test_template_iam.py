@@ -111,8 +111,11 @@ def test_each_function_gets_only_the_tables_it_uses(resources):
     assert writes_of(resources, "VerifyFunctionRole", "TenantDataTable") == deletes
     # the erased tenant's jobs; the put starts its purge job
     assert writes_of(resources, "VerifyFunctionRole", "JobTable") == deletes | {"dynamodb:PutItem"}
-    # a purge's last unit forgets the erased tenant's sweep visits, and writes no sweep's position
-    assert writes_of(resources, "RewrapFunctionRole", "SweepTable") == deletes
+    # its sweeps keep positions and visits as the re-verify's do (a purge's last unit deletes visits)
+    assert writes_of(resources, "RewrapFunctionRole", "SweepTable") == writes_of(
+        resources, "VerifyFunctionRole", "SweepTable"
+    )
+    assert deletes < writes_of(resources, "RewrapFunctionRole", "SweepTable")
     assert tables_of("UnwrapFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("ConfigureFunctionRole") == {"TenantConfigTable", "KeyVersionTable"}
     assert tables_of("TenantDataFunctionRole") == {"TenantConfigTable", "KeyVersionTable", "TenantDataTable"}

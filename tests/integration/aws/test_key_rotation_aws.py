@@ -1,6 +1,6 @@
 """Rotating AWS KMS wrapping keys with nothing sealed, through moto (IAM enforced, key states
 enforced as AWS does): the operator's key parameter changes, or a customer's alias is pointed
-at another key; the scheduled run re-wraps every version under the new key, and disabling
+at another key; the scheduled re-wrap sweep re-wraps every version under the new key, and disabling
 the old key afterwards leaves every record readable."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from conftest import make_customer
 from deployment import own_tables
 from moto.core.authorization import disable_iam_authentication
-from support import JOB_TIMEOUT_MS, Function, http_sample, sample
+from support import Function, http_sample, rewrap_wrapping_keys
 from world import configure, put_records, read, view
 
 
@@ -77,9 +77,9 @@ def test_the_operator_key_parameter_changes_and_the_old_key_is_disabled(deployme
     put_records("acme", {"three": b"under K2"})
     assert key_ids("acme") == [k1, k1, k2]
 
-    # When the scheduled run re-wraps
-    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
-    assert (keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (4, 0, [])
+    # When the scheduled re-wrap sweep re-wraps
+    keys = rewrap_wrapping_keys("acme", "globex")
+    assert keys == {"checked": 5, "current": 1, "rewrapped": 4}
     assert key_ids("acme") == [k2, k2, k2] and key_ids("globex") == [k2, k2]
 
     # Then K1 can be disabled: every record reads on fresh instances, nothing is sealed
@@ -99,13 +99,13 @@ def test_a_customer_alias_pointed_at_another_key(deployment, tenant_id):
     tenants = {tenant_id: records_under_two_versions(tenant_id)}
     assert key_ids(tenant_id) == [customer.key_arn] * 2
 
-    # When the customer points the alias at key B and the scheduled run comes
+    # When the customer points the alias at key B and the re-wrap sweep visits it
     with disable_iam_authentication():
         boto3.client("kms").update_alias(AliasName=alias, TargetKeyId=key_b)
-    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
+    keys = rewrap_wrapping_keys(tenant_id)
 
     # Then both versions are re-wrapped under B, and disabling A seals nothing
-    assert (keys["rewrapped"], keys["on_old_key"]) == (2, 0)
+    assert keys == {"checked": 2, "rewrapped": 2}
     assert key_ids(tenant_id) == [key_b] * 2
     disable(customer.key_arn)
     everything_reads(tenants)

@@ -1,6 +1,6 @@
 """Re-wrap after a GCP or Azure wrapping key rotates, through the wire fakes and the real
 adapters: a Cloud KMS key whose primary version moved, a Key Vault key with a newer version.
-The scheduled run re-wraps every version under the new key version; afterwards the old key
+The scheduled re-wrap sweep re-wraps every version under the new key version; afterwards the old key
 version is destroyed (GCP) or disabled (Azure), genuinely refuses what it wrapped, and every
 record still reads with nothing sealed."""
 
@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 from deployment import own_tables
-from support import JOB_TIMEOUT_MS, Function, b64, http_sample, invoke_sample, read_record, sample, step_up
+from support import Function, b64, http_sample, invoke_sample, read_record, rewrap_wrapping_keys, step_up
 
 from kms_wrapping import KeyAccessRefused, WrapContext, WrappedKey
 from tenant_kms.models import KeyVersion
@@ -41,14 +41,14 @@ def key_ids(tenant_id: str) -> list[str]:
 
 
 def rotate_and_retire(tenant_id, provider, config, values, rotate, retire_old) -> None:
-    """The key rotates, the scheduled run re-wraps, the old key version goes: nothing is lost."""
+    """The key rotates, the re-wrap sweep visits the tenant, the old key version goes: nothing is lost."""
     old = KeyVersion.get(tenant_id, 1, consistent_read=True)
     new_key_id = rotate()
     assert key_ids(tenant_id) == [old.key_id, old.key_id] != [new_key_id] * 2
 
-    keys = Function("rewrap")(sample("rewrap_scheduled"), timeout_ms=JOB_TIMEOUT_MS)["wrapping_keys"]
+    keys = rewrap_wrapping_keys(tenant_id)
 
-    assert (keys["rewrapped"], keys["on_old_key"], keys["failed"]) == (2, 0, [])
+    assert keys == {"checked": 2, "rewrapped": 2}
     assert key_ids(tenant_id) == [new_key_id, new_key_id]
     retire_old()
     # The old key version really is gone: what it wrapped no longer unwraps
