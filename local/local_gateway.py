@@ -278,6 +278,11 @@ class Gateway:
             logical_id: load_handler_module(code_uri, handler)
             for logical_id, (code_uri, handler) in function_specs(template).items()
         }
+        default_timeout = template["Globals"]["Function"].get("Timeout", 3)
+        self.timeouts_ms = {
+            logical_id: 1000 * int(template["Resources"][logical_id]["Properties"].get("Timeout", default_timeout))
+            for logical_id in self.modules
+        }
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
         for route in self.routes:
@@ -366,10 +371,18 @@ class Gateway:
             answer_headers["X-Amz-Function-Error"] = "Unhandled"
         return 200, answer_headers, json.dumps(result).encode()
 
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """An event source's invocation (local_queues.EventSource), with the function's own
+        timeout: its answer; a failed function raises, so the event source leaves the batch."""
+        result, failed = self._run(function, self.modules[function], event, self.timeouts_ms[function])
+        if failed:
+            raise RuntimeError(f"{function} failed: {result['errorType']}: {result['errorMessage']}")
+        return result
+
     @staticmethod
-    def _run(name: str, module: ModuleType, payload: Any) -> tuple[Any, bool]:
+    def _run(name: str, module: ModuleType, payload: Any, timeout_ms: int = 30_000) -> tuple[Any, bool]:
         """The function's result, or Lambda's account of its failure (with X-Amz-Function-Error)."""
-        context = LocalContext(name)
+        context = LocalContext(name, timeout_ms=timeout_ms)
         try:
             return module.lambda_handler(payload, context), False
         except Exception as error:  # Lambda reports a failed function, it does not drop the call

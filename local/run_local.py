@@ -1,6 +1,8 @@
 """Runs Tenant KMS on this machine with its embedded defaults: the global wrap with a fresh
 random master key, DynamoDB Local in memory, the admin API on 127.0.0.1:3000 and the Lambda
-invoke API (the direct-invoke functions) on 127.0.0.1:3001.
+invoke API (the direct-invoke functions) on 127.0.0.1:3001. The job and sweep queues are
+moto's SQS, and their event sources are played here (local/local_queues.py): a rewrap job
+started by POST …/rewrap runs to its end, a batch every RewrapBatchIntervalSeconds.
 
 Two runners, one behaviour:
 - gateway (the default): the in-process gateway (local/local_gateway.py) running the
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from typing import Any
 
 import boto3
@@ -30,6 +34,7 @@ import lambda_image
 import sam_local
 from build_bundle import ROOT, build
 from dynamodb_local import DynamoDBLocal
+from local_queues import LocalSqs, start_event_sources
 from local_tables import create_tables, load_template
 
 LOCAL_TABLES = {
@@ -56,8 +61,7 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
             if ref in tables:
                 return tables[ref]
             if ref not in parameters:
-                # Deployed-only resources (the job and sweep queues): local runs drive jobs by direct
-                # invoke, and sweeps need SQS (moto's, in the tests).
+                # Other resources (the job and sweep queues): their local stand-ins are set apart.
                 return ""
             parameter = parameters[ref]
             default = str(parameter.get("Default", sam_local.LOCAL_PARAMETERS.get(ref, "")))
@@ -79,8 +83,11 @@ def template_environment(template: dict[str, Any], tables: dict[str, str]) -> di
     return {name: str(resolve(value)) for name, value in variables.items()}
 
 
-def configure_environment(endpoint: str, tables: dict[str, str], master_key_b64: str) -> None:
+def configure_environment(
+    endpoint: str, tables: dict[str, str], master_key_b64: str, queues: dict[str, str] | None = None
+) -> None:
     env = template_environment(load_template(), tables)
+    env.update(queues or {})
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
         AWS_REGION="us-east-1",
@@ -97,11 +104,14 @@ def configure_environment(endpoint: str, tables: dict[str, str], master_key_b64:
 class SamRunner:
     """start-api and start-lambda from the `sam build` artifact, in Lambda containers."""
 
-    def __init__(self, image: str, dynamodb_port: int, master_key_b64: str, admin_ui_origins: str) -> None:
+    def __init__(
+        self, image: str, dynamodb_port: int, master_key_b64: str, admin_ui_origins: str, queues: dict[str, str]
+    ) -> None:
         self.image = image
         self.dynamodb_port = dynamodb_port
         self.master_key_b64 = master_key_b64
         self.admin_ui_origins = admin_ui_origins
+        self.queues = queues
         self.processes: list[subprocess.Popen] = []
 
     def start(self, api_port: int, invoke_port: int) -> None:
@@ -118,6 +128,7 @@ class SamRunner:
                 tables=LOCAL_TABLES,
                 master_key_b64=self.master_key_b64,
                 dynamodb_port=self.dynamodb_port,
+                extra=self.queues,
             ),
         )
         for command, port in (("start-api", api_port), ("start-lambda", invoke_port)):
@@ -130,6 +141,24 @@ class SamRunner:
     def stop(self) -> None:
         for process in self.processes:
             sam_local.stop(process)
+
+
+def invoke_through(port: int):
+    """An event source's invocation through `sam local start-lambda`'s invoke API."""
+
+    def invoke(function: str, event: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations",
+            data=json.dumps(event).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=960) as response:  # the longest function timeout, and more
+            answer = json.loads(response.read() or b"null")
+            if response.headers.get("X-Amz-Function-Error"):
+                raise RuntimeError(f"{function} failed: {answer}")
+        return answer
+
+    return invoke
 
 
 def main() -> None:
@@ -169,20 +198,28 @@ def main() -> None:
         LOCAL_TABLES,
     )
 
+    # sam local's containers reach it on the host, as they reach DynamoDB Local.
+    sqs = LocalSqs(host="0.0.0.0" if runner == "sam" else "127.0.0.1").start()  # noqa: S104
+    stopped = threading.Event()
     sam = None
     if runner == "sam":
-        sam = SamRunner(image, dynamodb.port, master_key_b64, args.admin_ui_origins)
+        queues = sqs.settings(f"http://host.docker.internal:{sqs.port}")
+        sam = SamRunner(image, dynamodb.port, master_key_b64, args.admin_ui_origins, queues)
         sam.start(args.port, args.invoke_port)
+        invoke = invoke_through(args.invoke_port)
     else:
         from local_gateway import ADMIN_PAGE, Gateway, serve
 
-        configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64)
+        configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64, sqs.settings())
         gateway = Gateway(admin_ui_origins=args.admin_ui_origins)
         serve(gateway, port=args.port, api="http", admin_page=ADMIN_PAGE)
         serve(gateway, port=args.invoke_port, api="invoke")
+        invoke = gateway.invoke
+    start_event_sources(sqs.client, sqs.urls, invoke, stopped)
     print(
         f"Tenant KMS admin API on http://127.0.0.1:{args.port}, Lambda invoke API on "
-        f"http://127.0.0.1:{args.invoke_port} (global wrap, DynamoDB Local at {dynamodb.endpoint}, in memory).",
+        f"http://127.0.0.1:{args.invoke_port} (global wrap, DynamoDB Local at {dynamodb.endpoint}, in memory; "
+        f"job and sweep queues on moto's SQS at {sqs.endpoint}, their event sources played here).",
         flush=True,
     )
     if sam is None:
@@ -193,13 +230,13 @@ def main() -> None:
         flush=True,
     )
 
-    stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     while not stopped.wait(0.5):  # a timed wait keeps the main thread responsive to signals
         pass
     if sam is not None:
         sam.stop()
+    sqs.stop()
     dynamodb.stop()
     os._exit(0)  # the gateway's threads hold nothing worth a graceful close
 

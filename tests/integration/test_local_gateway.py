@@ -10,12 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from dynamodb_local import free_port
 from local_gateway import Gateway, serve
+from local_queues import event_sources
 
 ADMIN = json.dumps({"sub": "alice", "tenant_id": "acme", "scope": "tenant-kms/admin"})
 
@@ -78,3 +80,57 @@ def test_a_content_length_that_is_not_a_number_is_a_400_not_a_dropped_connection
     with socket.create_connection(("127.0.0.1", ports[api]), timeout=30) as sock:
         sock.sendall(b"POST /tenants/acme/keys HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n")
         assert sock.recv(64).startswith(b"HTTP/1.1 400 ")
+
+
+def test_the_local_runner_plays_the_job_queue_so_a_rewrap_job_runs_to_its_end(queues, monkeypatch, tenant_id):
+    """Catches `make run` leaving a rewrap job running for ever (no event source for the job
+    queue), or handing a delayed unit over before SQS releases it (README, Try it)."""
+    # Given the gateway's functions on the local queues (moto's SQS), two records a batch, 5 s apart
+    monkeypatch.setenv("REWRAP_BATCH_RECORDS", "2")
+    monkeypatch.setenv("REWRAP_BATCH_INTERVAL_SECONDS", "5")
+    gateway = Gateway()
+    sources = {
+        (source.function, queue): source
+        for source in event_sources(queues.client, queues.urls, gateway.invoke)
+        for queue, url in queues.urls.items()
+        if url == source.queue_url
+    }
+    assert set(sources) == {
+        ("VerifyFunction", "ReverifyQueue"),
+        ("VerifyFunction", "RepollSealedQueue"),
+        ("RewrapFunction", "RewrapJobQueue"),
+        ("RewrapFunction", "RewrapSweepQueue"),
+    }
+    jobs = sources[("RewrapFunction", "RewrapJobQueue")]
+    claims = {"X-Local-Claims": json.dumps(fresh_claims(tenant_id))}
+
+    # and a tenant with three records under its retired version
+    body = json.dumps({"provider": "global", "config": {}}).encode()
+    assert (
+        gateway.handle_http("PUT", f"/tenants/{tenant_id}/kms", {**claims, "Content-Type": "application/json"}, body)[0]
+        == 200
+    )
+    for name in ("a", "b", "c"):
+        put = {"op": "put", "tenant_id": tenant_id, "name": name, "value_b64": "aHVudGVyMg=="}
+        assert gateway.handle_invoke("POST", INVOKE_DATA, {}, json.dumps(put).encode())[0] == 200
+    assert gateway.handle_http("POST", f"/tenants/{tenant_id}/keys", claims, b"")[0] == 201
+
+    # When the rewrap is started, and the job queue's event source polls
+    status, headers, _ = gateway.handle_http("POST", f"/tenants/{tenant_id}/rewrap", claims, b"")
+    assert status == 202
+    assert jobs.poll() == 1  # the first batch
+
+    # Then the next unit waits in the queue for the rate's interval, and is handed over once due
+    assert jobs.poll() == 0
+    assert jobs.poll(wait_seconds=20) == 1  # a long poll, as Lambda's, returns when it is released
+    status, _, shown = gateway.handle_http("GET", headers["Location"], claims, b"")
+    job = json.loads(shown)
+    assert (status, job["status"], job["migrated"], job["remaining"]) == (200, "succeeded", 3, 0)
+    assert queues.depth("RewrapJobQueue") == queues.depth("RewrapJobDeadLetterQueue") == 0
+
+
+INVOKE_DATA = "/2015-03-31/functions/TenantDataFunction/invocations"
+
+
+def fresh_claims(tenant_id: str) -> dict:
+    return {"sub": "alice", "tenant_id": tenant_id, "scope": "tenant-kms/admin", "auth_time": int(time.time())}

@@ -1,4 +1,5 @@
-"""The README's run command serves the API, and its curl sequence works exactly as written.
+"""The README's run command serves the API, and its curl sequences work exactly as written
+(a rewrap job included: the runner plays the job queue's event source).
 
 As written, the command runs the in-process gateway (up in seconds), and its first line says
 so; RUNNER=sam (sam local, the built artifact in Lambda containers) serves the same sequence in
@@ -49,6 +50,17 @@ def test_readme_run_command_serves_the_curl_sequence(tmp_path):
         # the admin page beside the API
         with urllib.request.urlopen("http://127.0.0.1:3000/admin/", timeout=60) as page:
             assert b"Tenant KMS" in page.read()
+
+        # The job queue's event source, played by the runner, takes the rewrap job to its end
+        provisioned, started, finished = run_readme_block("A rewrap runs as a job locally too")
+        assert provisioned == {"version": 3, "status": "active"}
+        assert (started["status"], started["remaining"]) == ("running", 1)
+        assert (finished["job_id"], finished["status"], finished["migrated"], finished["remaining"]) == (
+            started["job_id"],
+            "succeeded",
+            1,
+            0,
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
