@@ -192,9 +192,10 @@ def test_a_sweep_cut_off_and_resumed_visits_every_tenant_exactly_once(fleet, que
     assert {SweepVisit.get(t, "reverify").sweep_id for t in probe} == {first["sweep_id"]}
 
 
-def test_a_sweep_cut_off_finishes_through_its_continuation_units_before_the_next_schedule(monkeypatch, queues):
+def test_a_sweep_cut_off_finishes_through_its_continuation_units_before_the_next_schedule(monkeypatch, queues, capsys):
     """Catches a sweep whose paging waits for the next scheduled run once a run is cut off,
-    and a continuation unit delivered twice paging twice (README, Scheduled jobs)."""
+    a continuation unit delivered twice paging twice, and SweepContinuations not counting the
+    units sent (README, Scheduled jobs)."""
     tenants = global_tenants(monkeypatch, 3 * PAGE_SIZE + 50)
     consumer = Function("verify")
     verified = counting_verifies(consumer)
@@ -221,6 +222,7 @@ def test_a_sweep_cut_off_finishes_through_its_continuation_units_before_the_next
     assert verified == Counter({tenant_id: 1 for tenant_id in tenants})
     # the first run's continuation and its copy (paging nothing), then one per page until the last
     assert (len(visiting.continuations), visiting.read) == (4, 3)
+    assert sum(emf_metrics(capsys.readouterr().out)["SweepContinuations"]) == 3  # the copy was not sent by us
     assert queues.depth("ReverifyQueue") == queues.depth("SweepDeadLetterQueue") == 0
 
 
