@@ -30,7 +30,19 @@ def _log_line(entry: dict[str, Any]) -> str:
     return json.dumps(entry, default=str, separators=(",", ":"), ensure_ascii=True)
 
 
-logger = Logger(service=SERVICE, json_serializer=_log_line)
+# The first characters a JSON text can start with (after whitespace).
+_JSON_STARTS = frozenset('{["-0123456789tfn')
+
+
+def _message(text: str) -> Any:
+    """A message as Powertools reads it (a JSON text decoded, any other text as it is), without
+    raising and catching a decode error for every plain-text line such as an audit entry's."""
+    if text[:1] in _JSON_STARTS or text[:1].isspace():
+        return json.loads(text)
+    return text
+
+
+logger = Logger(service=SERVICE, json_serializer=_log_line, json_deserializer=_message)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
