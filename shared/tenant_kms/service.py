@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.models import Model
@@ -43,13 +43,23 @@ from tenant_kms.errors import (
 )
 from tenant_kms.identity import with_issued_external_id
 from tenant_kms.keyring import Clock, SessionCache, SessionKey
-from tenant_kms.models import ActiveKey, KeyVersion, TenantConfig, bind_tables, read_rows
+from tenant_kms.models import (
+    ActiveKey,
+    ConfigState,
+    KeyVersion,
+    TenantConfig,
+    bind_tables,
+    read_config_state,
+    read_rows,
+    read_state_with,
+)
 from tenant_kms.observability import Audit, count, milliseconds
 from tenant_kms.providers import build_registry, session_ttl
 from tenant_kms.settings import Settings
 from tenant_kms.storage import Backoff
 
 ACTIVE, RETIRED, DESTROYED = "active", "retired", "destroyed"
+C = TypeVar("C", TenantConfig, ConfigState)  # the config row, as a model or as read for a read
 SEALED = "sealed"
 
 
@@ -95,7 +105,7 @@ class TenantKms:
             row = None
         return _usable(tenant_id, version, row)
 
-    def active_row(self, config: TenantConfig) -> KeyVersion:
+    def active_row(self, config: TenantConfig | ConfigState) -> KeyVersion:
         """The active version, as the config row names it when it does (no read: the row was
         read consistently, and only the transaction that writes that name moves the active
         version), else as its own row holds it. A row from the config holds no wrapped key:
@@ -114,15 +124,20 @@ class TenantKms:
             encryptions=0,
         )
 
-    def config_and_version(self, tenant_id: str, version: int | None) -> tuple[TenantConfig, KeyVersion]:
+    def config_and_version(self, tenant_id: str, version: int | None) -> tuple[ConfigState, KeyVersion]:
         """The unsealed config and a version of it (None: the active one), in one round trip
         when the config row names the active version; else with the version row in the same
         batch read."""
         if version is None:
-            config = self.unsealed(self.require_config(tenant_id))
+            config = self.unsealed(_existing(tenant_id, read_config_state(self.connection, tenant_id)))
             return config, self.active_row(config)
-        config, (row,) = self.read_with_config(tenant_id, KeyVersion(tenant_id, version))
+        config, (row,) = self.read_with_state(tenant_id, KeyVersion(tenant_id, version))
         return config, _usable(tenant_id, version, row)
+
+    def read_with_state(self, tenant_id: str, *rows: Model) -> tuple[ConfigState, list[Model | None]]:
+        """read_with_config for the reads that change nothing: the config row as ConfigState."""
+        config, *found = read_state_with(self.connection, tenant_id, *rows)
+        return self.unsealed(_existing(tenant_id, config)), found
 
     def read_with_config(self, tenant_id: str, *rows: Model) -> tuple[TenantConfig, list[Model | None]]:
         """The tenant's config, if its keys may be used, and ``rows`` (by their keys) as stored
@@ -439,14 +454,14 @@ class TenantKms:
 
     # ------------------------------------------------------------------ keys
 
-    def unsealed(self, config: TenantConfig) -> TenantConfig:
+    def unsealed(self, config: C) -> C:
         """The config, if its keys may be used: a sealed tenant's are not, whatever the version."""
         if config.status == SEALED:
             self.cache.evict(config.tenant_id)
             raise Sealed(f"tenant {config.tenant_id} is sealed: {config.sealed_reason}")
         return config
 
-    def open_key(self, config: TenantConfig, row: KeyVersion) -> SessionKey:
+    def open_key(self, config: TenantConfig | ConfigState, row: KeyVersion) -> SessionKey:
         """The version's TMK, from the session cache or the provider (sealing on refusal).
 
         A sealed tenant's key is neither served from the cache nor asked of the provider:
@@ -465,8 +480,8 @@ class TenantKms:
         try:
             tmk = self.unwrap_row(row)
         except KeyAccessRefused as exc:
-            self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
-            raise Sealed(f"tenant {row.tenant_id} is sealed: {config.sealed_reason}") from None
+            sealed = self._seal(config, f"{row.provider} refused to unwrap version {row.version}: {exc}")
+            raise Sealed(f"tenant {row.tenant_id} is sealed: {sealed.sealed_reason}") from None
         return self.cache.put(key, tmk, session_ttl(self.settings, row.provider))
 
     def unwrap_row(self, row: KeyVersion) -> bytes:
@@ -486,11 +501,13 @@ class TenantKms:
         finally:
             milliseconds("ProviderLatency", (time.perf_counter() - started) * 1000)
 
-    def _seal(self, config: TenantConfig, reason: str) -> None:
-        self.cache.evict(config.tenant_id)
-        if config.status == SEALED:
-            return
+    def _seal(self, read: TenantConfig | ConfigState, reason: str) -> TenantConfig | ConfigState:
+        """Seal the tenant (unless sealed meanwhile); the config row as it is then."""
+        self.cache.evict(read.tenant_id)
+        if read.status == SEALED:
+            return read
         now = iso(self.clock())
+        config = read if isinstance(read, TenantConfig) else TenantConfig(read.tenant_id)
         try:
             config.update(
                 actions=[
@@ -502,9 +519,10 @@ class TenantKms:
             )
         except UpdateError:
             config.refresh(consistent_read=True)  # sealed (or erased) by someone else meanwhile
-            return
+            return config
         count("TenantsSealed")
         self.audit.event("seal", actor="system", tenant_id=config.tenant_id, provider=config.provider, reason=reason)
+        return config
 
     def unwrap(self, tenant_id: str, version: int | None, *, actor: str) -> dict[str, Any]:
         with self.audit.operation("unwrap", actor=actor, tenant_id=tenant_id, version=version) as entry:
@@ -522,7 +540,7 @@ class TenantKms:
         }
 
 
-def _existing(tenant_id: str, config: TenantConfig | None) -> TenantConfig:
+def _existing(tenant_id: str, config: C | None) -> C:
     if config is None:
         raise NotFound(f"tenant {tenant_id} has no master key")
     if config.status == ERASING:
