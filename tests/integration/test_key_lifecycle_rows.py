@@ -148,6 +148,24 @@ def test_configure_then_provision_leave_exactly_these_rows(tenant_id, clock):
     assert [v["version"] for v in kms.list_versions(tenant_id)] == [1, 2]
 
 
+def test_provisioning_an_unconfigured_tenant_configures_the_global_wrap(tenant_id, clock):
+    """Catches a provision of an unconfigured tenant that configures another provider, config
+    or tenant, audits no actor, or answers in another shape."""
+    kms = service(clock)
+    with structured_logs() as logs:
+        assert kms.provision(tenant_id, actor="alice") == {"version": 1, "status": "active"}
+    config = config_row(tenant_id)
+    assert (config["provider"], config["active_version"]) == ({"S": "global"}, {"N": "1"})
+    assert kms.config_view(tenant_id)["config"] == {}
+    (entry,) = audit_entries(logs.getvalue(), "configure")
+    assert (entry["actor"], entry["tenant_id"], entry["provider"], entry["outcome"]) == (
+        "alice",
+        tenant_id,
+        "global",
+        "success",
+    )
+
+
 def test_unwrap_answers_the_versions_key_for_its_session_ttl(tenant_id, clock):
     """Catches unwrap answering another version than asked (or than the active one), another
     key, or a TTL / expiry not counted from the unwrap."""
