@@ -92,7 +92,8 @@ def clock() -> Clock:
 
 def test_configure_then_provision_leave_exactly_these_rows(tenant_id, clock):
     """Catches a configure or provision writing another status, version, revision, time or
-    key id, not retiring the previous version, or keeping a retired version active."""
+    key id, not retiring the previous version, keeping a retired version active, or a
+    provision audited without its actor, tenant, version or provider."""
     kms = service(clock)
     view = kms.configure(tenant_id, "global", {}, actor="alice")
     now = iso(clock.now)
@@ -134,7 +135,17 @@ def test_configure_then_provision_leave_exactly_these_rows(tenant_id, clock):
     assert "retired_at" not in first and "destroyed_at" not in first
 
     clock.advance(60)
-    assert kms.provision(tenant_id, actor="alice") == {"version": 2, "status": "active"}
+    with structured_logs() as logs:
+        assert kms.provision(tenant_id, actor="bob") == {"version": 2, "status": "active"}
+    (entry,) = audit_entries(logs.getvalue(), "provision")
+    assert {k: entry[k] for k in ("action", "actor", "tenant_id", "version", "provider", "outcome")} == {
+        "action": "provision",
+        "actor": "bob",
+        "tenant_id": tenant_id,
+        "version": 2,
+        "provider": "global",
+        "outcome": "success",
+    }
     later = iso(clock.now)
     config = config_row(tenant_id)
     assert config["active_version"] == {"N": "2"} and config["revision"] == {"N": "2"}
