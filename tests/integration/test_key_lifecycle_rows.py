@@ -380,7 +380,12 @@ def test_a_verify_the_provider_does_not_answer_records_its_error_and_keeps_the_k
     config = config_row(tenant_id)
     assert config["last_verified_at"] == {"S": iso(clock.now)} and "last_verify_error" not in config
     assert config["revision"] == {"N": "1"} and version_rows(tenant_id) == versions
-    # A configure's failed probe records its error on the config, cut the same way.
+
+
+def test_a_configure_whose_probe_fails_records_its_error_cut_at_500_characters(tenant_id, clock):
+    """Catches the error of a configure's failed probe lost, or cut elsewhere than 500
+    characters, on the config it leaves as it was."""
+    service(clock).configure(tenant_id, "global", {}, actor="alice")
     with pytest.raises(ProviderUnavailable):
         unreachable_secret(clock, "y" * 600).configure(tenant_id, "global", {}, actor="bob")
     assert config_row(tenant_id)["last_verify_error"] == {"S": f"global: {'y' * 600}"[:500]}
