@@ -47,10 +47,11 @@ def unreachable_secret(clock: Clock, message: str = "the master key secret could
     return TenantKms(Settings.from_env(), registry=registry, clock=clock)
 
 
-def overtaken(clock: Clock, meanwhile, *, then_unreachable: bool = False) -> TenantKms:
+def overtaken(clock: Clock, meanwhile, *, then_unreachable: bool = False, ring: bytes = MASTER_KEY) -> TenantKms:
     """An instance whose global wrap runs ``meanwhile`` (another instance's step) the first time
     it asks for its master keys, as the probe does: a change landing while the probe runs.
-    ``then_unreachable``: after it, the master key secret cannot be read (the probe fails)."""
+    ``then_unreachable``: after it, the master key secret cannot be read (the probe fails);
+    ``ring``: the one master key it then holds."""
     pending = [meanwhile]
 
     def keys(_force: bool):
@@ -58,7 +59,7 @@ def overtaken(clock: Clock, meanwhile, *, then_unreachable: bool = False) -> Ten
             pending.pop()()
         if then_unreachable:
             raise SecretUnavailable("the master key secret could not be read")
-        return (MASTER_KEY,)
+        return (ring,)
 
     registry = ProviderRegistry()
     registry.register("global", lambda _config, _tenant_id: GlobalKeyWrapper(master_keys=keys))
@@ -305,6 +306,17 @@ def test_an_unseal_overtaken_by_an_erasure_answers_conflict_and_leaves_the_tenan
     racing = overtaken(clock, lambda: service(clock).erase_keys(tenant_id, actor="dpo"))
     with pytest.raises(Conflict, match="changed while unsealing"):
         Unsealing(racing).unseal(tenant_id, actor="alice")
+    assert config_row(tenant_id)["status"] == {"S": "erasing"}
+
+
+def test_a_refusal_overtaken_by_an_erasure_seals_nothing_and_leaves_the_tenant_erasing(tenant_id, clock):
+    """The tenant's erasure begins while an unwrap that the provider then refuses runs: the seal
+    is for the active tenant that was read. Catches the seal's write losing its condition (it
+    would mark an erasing tenant sealed)."""
+    service(clock).configure(tenant_id, "global", {}, actor="alice")
+    meanwhile = lambda: service(clock).erase_keys(tenant_id, actor="dpo")  # noqa: E731
+    with pytest.raises(Sealed):
+        overtaken(clock, meanwhile, ring=OTHER_MASTER_KEY).unwrap(tenant_id, None, actor="app")
     assert config_row(tenant_id)["status"] == {"S": "erasing"}
 
 
