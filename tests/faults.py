@@ -163,6 +163,8 @@ class DynamoDBFaultProxy(FaultProxy):
     the rest as UnprocessedItems; ProvisionedThroughputExceeded when that half is empty, as
     DynamoDB does when it can process none; BatchGetItem reads the first table's keys and
     answers the other tables' as UnprocessedKeys, the same way).
+    ``lost_answer``: the request reaches DynamoDB Local and is applied, then the answer is
+    lost: 500 InternalServerError, after which DynamoDB documents the outcome as unknown.
     ``writes_allowed``: that many write requests reach DynamoDB Local, every later one is
     throttled, like an instance that stops at that point.
     """
@@ -222,6 +224,12 @@ class DynamoDBFaultProxy(FaultProxy):
                     "CancellationReasons": reasons,
                 },
             )
+        elif fault == "lost_answer":
+            status, _, _ = handler._upstream(body)
+            if action in DYNAMODB_WRITES and status == 200:
+                with self._lock:
+                    self.writes += 1
+            handler._answer(500, {"__type": f"{DYNAMODB}InternalServerError", "message": "Internal server error"})
         elif fault == "partial" and action == "BatchWriteItem":
             self._partial_batch(handler, json.loads(body))
         elif fault == "partial" and action == "BatchGetItem":

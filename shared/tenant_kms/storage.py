@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ TRANSIENT_CODES = frozenset(
 # the data. ConditionalCheckFailed is a real conflict; ValidationError and
 # ItemCollectionSizeLimitExceeded are refusals.
 TRANSIENT_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"})
-BATCH_WRITE, BATCH_GET = "BatchWriteItem", "BatchGetItem"
+BATCH_WRITE, BATCH_GET, TRANSACT_WRITE = "BatchWriteItem", "BatchGetItem", "TransactWriteItems"
 RETRY_AFTER_SECONDS = 1
 
 
@@ -100,6 +101,11 @@ class StorageConnection(Connection):
     def dispatch(self, operation_name: str, operation_kwargs: dict) -> dict:
         fault = "no answer"
         found: dict[str, list] = {}  # what a batch read's earlier attempts returned
+        if operation_name == TRANSACT_WRITE and not operation_kwargs.get("ClientRequestToken"):
+            # One token, drawn before the first attempt and kept by every retry: a transaction
+            # that landed but lost its answer then answers as landed instead of failing its own
+            # conditions. botocore draws one per call and keeps it only by writing into our dict.
+            operation_kwargs = {**operation_kwargs, "ClientRequestToken": str(uuid.uuid4())}
         for attempt in range(1, self.backoff.attempts + 1):
             if attempt > 1:
                 pause = self.backoff.delay(attempt - 1)

@@ -360,3 +360,28 @@ def test_erase_whose_batch_writes_stay_unprocessed_is_finished_by_the_schedule(f
     assert run_job(fns.rewrap, purge_job(tenant_id, direct))["status"] == "succeeded"
     # and once the purge is done, no row of the tenant is left, its visit included
     assert tenant_rows(direct, tenant_id) == {table: [] for table in TENANT_TABLES}
+
+
+def test_a_transaction_that_landed_but_lost_its_answer_answers_as_landed(fns, faults, direct, tenant_id):
+    """DynamoDB applied the transaction, then its answer was lost (500 InternalServerError:
+    outcome unknown). The retry carries the first attempt's ClientRequestToken, so DynamoDB
+    answers success without applying it again; without it the retry fails its own conditions
+    (a 409 for a provision) or counts twice."""
+    given_tenant(fns, tenant_id, records=1)
+    faults.calls.clear()
+    faults.fail("TransactWriteItems", "lost_answer", times=1)
+
+    status, view = fns.provision.http(http_sample("provision_post", tenant_id))
+    assert status == 201, view
+    assert faults.calls["TransactWriteItems"] == 2  # applied, then answered as applied
+
+    faults.calls.clear()
+    faults.fail("TransactWriteItems", "lost_answer", times=1)
+    answer = fns.tenant_data(invoke_sample("tenant_data_put", tenant_id, name="r1", value_b64=b64(b"new")))
+    assert answer == {"name": "r1", "version": 2}
+    assert faults.calls["TransactWriteItems"] == 2
+
+    status, listed = fns.provision.http(http_sample("provision_list", tenant_id))
+    assert [(v["version"], v["records"], v["encryptions"]) for v in listed["versions"]] == [(1, 1, 1), (2, 1, 1)]
+    assert len(partition_items(TABLES["TenantDataTable"], tenant_id, direct)) == 2
+    assert fns.tenant_data(invoke_sample("tenant_data_get", tenant_id, name="r1"))["value_b64"] == b64(b"new")

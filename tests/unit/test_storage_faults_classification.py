@@ -49,6 +49,7 @@ def test_capacity_and_contention_are_retried(error):
         answer("ValidationException"),
         answer("ResourceNotFoundException"),
         answer("AccessDeniedException"),
+        answer("IdempotentParameterMismatchException"),  # a token reused for another write
         cancelled("ConditionalCheckFailed", "None"),
         cancelled("ConditionalCheckFailed", "ThrottlingError"),  # the condition did fail
         cancelled("ValidationError"),
