@@ -326,6 +326,25 @@ def read_state_with(connection: Connection, tenant_id: str, *rows: Model) -> lis
     return [None if config is None else ConfigState.from_item(config), *found]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """What a record read needs of a TenantRecord row, decoded as ConfigState is."""
+
+    version: int
+    ciphertext: bytes
+
+
+def read_state_and_record(connection: Connection, tenant_id: str, name: str) -> tuple[Any, StoredRecord | None]:
+    """The tenant's ConfigState (None: no config) and its record ``name``, in one BatchGetItem."""
+    config, record = read_items(
+        connection,
+        (TenantConfig.Meta.table_name, config_key(tenant_id)),
+        (TenantRecord.Meta.table_name, {"tenant_id": {"S": tenant_id}, "name": {"S": name}}),
+    )
+    stored = None if record is None else StoredRecord(int(record["version"]["N"]), record["ciphertext"]["B"])
+    return None if config is None else ConfigState.from_item(config), stored
+
+
 def read_rows(connection: Connection, *rows: Model) -> list[Model | None]:
     """The rows named by ``rows``' keys as stored now (None: no such row), in one BatchGetItem."""
     items = read_items(connection, *((row.Meta.table_name, _raw_key(row)) for row in rows))

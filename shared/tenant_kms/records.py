@@ -297,7 +297,7 @@ class TenantRecords:
 
     def get_record(self, tenant_id: str, name: str, *, actor: str) -> dict[str, Any]:
         with self.kms.audit.operation("get_record", actor=actor, tenant_id=tenant_id, record=name) as entry:
-            config, (record,) = self.kms.read_with_state(tenant_id, TenantRecord(tenant_id, name))
+            config, record = self.kms.read_record(tenant_id, name)
             if record is None:
                 raise NotFound(f'tenant {tenant_id} has no record "{name}"')
             # A record on the active version needs no read of it (the config row names it).

@@ -47,10 +47,12 @@ from tenant_kms.models import (
     ActiveKey,
     ConfigState,
     KeyVersion,
+    StoredRecord,
     TenantConfig,
     bind_tables,
     read_config_state,
     read_rows,
+    read_state_and_record,
     read_state_with,
 )
 from tenant_kms.observability import Audit, count, milliseconds
@@ -138,6 +140,11 @@ class TenantKms:
         """read_with_config for the reads that change nothing: the config row as ConfigState."""
         config, *found = read_state_with(self.connection, tenant_id, *rows)
         return self.unsealed(_existing(tenant_id, config)), found
+
+    def read_record(self, tenant_id: str, name: str) -> tuple[ConfigState, StoredRecord | None]:
+        """The unsealed config and the record ``name`` (None: no such record), in one round trip."""
+        config, record = read_state_and_record(self.connection, tenant_id, name)
+        return self.unsealed(_existing(tenant_id, config)), record
 
     def read_with_config(self, tenant_id: str, *rows: Model) -> tuple[TenantConfig, list[Model | None]]:
         """The tenant's config, if its keys may be used, and ``rows`` (by their keys) as stored
