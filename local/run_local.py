@@ -2,7 +2,9 @@
 random master key, DynamoDB Local in memory, the admin API on 127.0.0.1:3000 and the Lambda
 invoke API (the direct-invoke functions) on 127.0.0.1:3001. The job and sweep queues are
 moto's SQS, and their event sources are played here (local/local_queues.py): a rewrap job
-started by POST …/rewrap runs to its end, a batch every RewrapBatchIntervalSeconds.
+started by POST …/rewrap runs to its end, a batch every RewrapBatchIntervalSeconds. The
+gateway runner also serves KMS, STS and IAM from that moto, IAM enforced, for the README's
+local BYOK walkthrough (local/local_aws.py).
 
 Two runners, one behaviour:
 - gateway (the default): the in-process gateway (local/local_gateway.py) running the
@@ -46,6 +48,8 @@ LOCAL_TABLES = {
     "SweepTable": "tenant-kms-sweeps",
 }
 RUNNERS = ("gateway", "sam")
+CUSTOMER_AWS_FILE = ROOT / ".local" / "customer-aws.json"
+LOCAL_BYOK_SESSION_TTL_SECONDS = 1
 
 
 def template_environment(template: dict[str, Any], tables: dict[str, str]) -> dict[str, str]:
@@ -87,7 +91,6 @@ def configure_environment(
     endpoint: str, tables: dict[str, str], master_key_b64: str, queues: dict[str, str] | None = None
 ) -> None:
     env = template_environment(load_template(), tables)
-    env.update(queues or {})
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
         AWS_REGION="us-east-1",
@@ -98,6 +101,7 @@ def configure_environment(
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_DISABLED="true",
     )
+    env.update(queues or {})  # the queues, and the local AWS identity where there is one
     os.environ.update(env)
 
 
@@ -208,9 +212,23 @@ def main() -> None:
         sam.start(args.port, args.invoke_port)
         invoke = invoke_through(args.invoke_port)
     else:
+        import local_aws
         from local_gateway import ADMIN_PAGE, Gateway, serve
 
-        configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64, sqs.settings())
+        # KMS, STS and IAM on the same moto, IAM enforced: the accounts of the BYOK walkthrough.
+        aws = local_aws.setup(sqs.endpoint, CUSTOMER_AWS_FILE)
+        configure_environment(dynamodb.endpoint, LOCAL_TABLES, master_key_b64, {**sqs.settings(), **aws})
+        os.environ.pop("AWS_SESSION_TOKEN", None)  # the function user's keys are long-term keys
+        # The walkthrough sees a pulled grant at its next unwrap, not 300 s later.
+        os.environ["BYOK_SESSION_TTL_SECONDS"] = str(LOCAL_BYOK_SESSION_TTL_SECONDS)
+        sqs.client = boto3.client(
+            "sqs",
+            endpoint_url=sqs.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
+        )
+        local_aws.enforce()
         gateway = Gateway(admin_ui_origins=args.admin_ui_origins)
         serve(gateway, port=args.port, api="http", admin_page=ADMIN_PAGE)
         serve(gateway, port=args.invoke_port, api="invoke")
@@ -223,6 +241,11 @@ def main() -> None:
         flush=True,
     )
     if sam is None:
+        print(
+            f"AWS KMS, STS and IAM on moto at {sqs.endpoint}, IAM enforced; a customer account's admin keys "
+            f"in {CUSTOMER_AWS_FILE.relative_to(ROOT)}.",
+            flush=True,
+        )
         print(f"Admin page (Settings > Security > Tenant KMS): http://127.0.0.1:{args.port}/admin/", flush=True)
     print(
         "Pass claims with the dev-only header: X-Local-Claims: "
