@@ -84,7 +84,10 @@ class Stack:
         return event
 
     def clear(self) -> None:
-        """No tenants at all, as the README's sequence and the lifecycle below start."""
+        """No tenants at all, as the README's sequence and the lifecycle below start, and no
+        unit an earlier test left waiting on a queue."""
+        for url in self.queues.values():
+            self.drain(url)
         for name in testenv.TABLES.values():
             keys = [k["AttributeName"] for k in self.dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]]
             for item in self.dynamodb.scan(TableName=name)["Items"]:
@@ -92,6 +95,12 @@ class Stack:
 
     def snapshot(self) -> dict[str, list]:
         return snapshot_tables(testenv.TABLES, self.dynamodb)
+
+    def drain(self, url: str) -> None:
+        # Received and deleted rather than purged: SQS (moto too) refuses a second purge within 60 s.
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            self.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
 
 
 @pytest.fixture(scope="module")
